@@ -1,0 +1,5 @@
+"""Allow ``python -m zerodrift``."""
+
+from zerodrift._cli.main import entrypoint
+
+entrypoint()

@@ -1,0 +1,1 @@
+"""The ``zerodrift`` command line. Private: use the library modules instead."""

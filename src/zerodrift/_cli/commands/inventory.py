@@ -1,0 +1,124 @@
+"""``zerodrift inventory``: the asset register, its data flows and exports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from zerodrift._cli.context import Context
+from zerodrift._cli.options import add_command, add_env, add_format
+from zerodrift._cli.output import console, emit_json, table
+from zerodrift._cli.status import ExitCode
+from zerodrift.identify import Inventory, build_inventory
+from zerodrift.identify.flows import to_dot, to_mermaid
+from zerodrift.identify.snapshots import record_snapshot
+from zerodrift.state import format_time
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``inventory``."""
+    parser = add_command(
+        subparsers,
+        common,
+        "inventory",
+        run,
+        help="list images, services, environments and data flows",
+        epilog="examples:\n  zerodrift inventory --env prod\n"
+        "  zerodrift inventory --format cyclonedx > fleet.cdx.json\n"
+        "  zerodrift inventory --format mermaid\n"
+        "Each run records a snapshot in the state database (unless --no-record).",
+    )
+    add_env(parser)
+    add_format(parser, "cyclonedx", "mermaid", "dot")
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not record a snapshot in the state database",
+    )
+
+
+def run(ctx: Context) -> int:
+    """Build the inventory, record a snapshot, and print it."""
+    spec = ctx.spec
+    inventory = build_inventory(spec.fleet, spec.digest, ctx.args.env)
+    taken = datetime.now(UTC)
+    if not ctx.args.no_record:
+        ctx.note_spec_revision()
+        snapshot_id = record_snapshot(
+            ctx.db, inventory, taken_at=format_time(taken), git_commit=ctx.git.commit
+        )
+        ctx.record(
+            "inventory.snapshot",
+            ctx.args.env or "*",
+            {"snapshot": snapshot_id, "spec_digest": spec.digest},
+        )
+    _render(ctx.args.format, inventory, taken)
+    return ExitCode.OK
+
+
+def _render(fmt: str, inventory: Inventory, taken: datetime) -> None:
+    if fmt == "json":
+        emit_json("inventory", {"taken_at": format_time(taken), **inventory.to_dict()})
+    elif fmt == "cyclonedx":
+        # Imported here: the CycloneDX schema validator takes a second to load.
+        from zerodrift.identify.cyclonedx import to_cyclonedx
+
+        sys.stdout.write(to_cyclonedx(inventory, timestamp=taken) + "\n")
+    elif fmt == "mermaid":
+        sys.stdout.write(to_mermaid(inventory))
+    elif fmt == "dot":
+        sys.stdout.write(to_dot(inventory))
+    else:
+        _render_tables(inventory)
+
+
+def _render_tables(inventory: Inventory) -> None:
+    console().print(f"fleet {inventory.fleet!r}  spec {inventory.spec_digest[:19]}…")
+    table(
+        "Images",
+        ["image", "base", "packages", "user", "used by"],
+        [
+            (i.name, i.base, ", ".join(i.packages), i.user, ", ".join(i.used_by))
+            for i in inventory.images
+        ],
+    )
+    table(
+        "Services",
+        [
+            "environment",
+            "service",
+            "image",
+            "replicas",
+            "ports",
+            "writable",
+            "volumes",
+            "secrets",
+            "response",
+        ],
+        [
+            (
+                s.environment,
+                s.name,
+                s.image,
+                s.replicas,
+                ", ".join(s.ports),
+                ", ".join(s.writable),
+                ", ".join(s.volumes),
+                ", ".join(s.secrets),
+                s.response,
+            )
+            for s in inventory.services
+        ],
+    )
+    table(
+        "Data flows",
+        ["from", "to", "port"],
+        [
+            (f.source, f.target, f"{f.port} {f.number}/{f.protocol}")
+            for f in inventory.flows
+        ],
+    )

@@ -1,0 +1,54 @@
+"""Rendering results: rich tables for people, versioned JSON for machines.
+
+Results go to stdout; logs and diagnostics go to stderr. Every JSON document
+carries ``schema_version`` and ``kind`` so consumers can rely on its shape.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["JSON_SCHEMA_VERSION", "console", "emit_json", "emit_jsonl", "table"]
+
+JSON_SCHEMA_VERSION = 1
+
+
+def console() -> Console:
+    """A console on stdout that degrades to plain text when piped."""
+    return Console(file=sys.stdout, soft_wrap=True, highlight=False)
+
+
+def err_console() -> Console:
+    """A console on stderr, for progress and notes."""
+    return Console(file=sys.stderr, highlight=False)
+
+
+def emit_json(kind: str, data: dict[str, Any]) -> None:
+    """Print one JSON document with the schema version and kind."""
+    document = {"schema_version": JSON_SCHEMA_VERSION, "kind": kind, **data}
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str))
+    sys.stdout.write("\n")
+
+
+def emit_jsonl(items: Iterable[dict[str, Any]]) -> None:
+    """Print one compact JSON object per line (for log shippers)."""
+    for item in items:
+        sys.stdout.write(json.dumps(item, separators=(",", ":"), default=str) + "\n")
+
+
+def table(
+    title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Print a table; ``None`` cells show as a dash."""
+    grid = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        grid.add_column(column)
+    for row in rows:
+        grid.add_row(*("-" if cell is None else str(cell) for cell in row))
+    console().print(grid)

@@ -1,0 +1,1 @@
+"""Private helpers shared by zerodrift's modules. Not a public API."""

@@ -1,0 +1,1 @@
+"""Govern: the tamper-evident audit trail and (later) trust and response policy."""

@@ -1,0 +1,142 @@
+"""A zerodrift project: a folder with ``fleet.yaml`` and its ``.zerodrift`` state.
+
+The project knows where everything lives and which engines to use. Engines
+are chosen by URL, from (first match wins) the environment, the optional
+``zerodrift.toml`` next to the spec, or the embedded defaults:
+
+==================  ==========================  ===================================
+setting             environment variable        default
+==================  ==========================  ===================================
+state database      ``ZERODRIFT_DATABASE_URL``  ``sqlite:///<project>/.zerodrift/state.db``
+signing key name    ``ZERODRIFT_KEY``           ``project``
+==================  ==========================  ===================================
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from zerodrift.errors import ConfigError, Location
+from zerodrift.spec import LoadedSpec, load_spec
+
+__all__ = ["CONFIG_FILE", "SPEC_FILE", "STATE_DIR", "Project"]
+
+SPEC_FILE = "fleet.yaml"
+CONFIG_FILE = "zerodrift.toml"
+STATE_DIR = ".zerodrift"
+_CONFIG_KEYS = {"state": {"url"}, "keys": {"name"}}
+
+
+@dataclass
+class Project:
+    """Paths and settings of one project. Reads nothing until asked."""
+
+    root: Path
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @classmethod
+    def discover(cls, start: Path | None = None) -> Project:
+        """Find the project holding ``start`` (default: the current folder).
+
+        Looks in ``start`` and its parents for ``fleet.yaml``.
+
+        Raises:
+            ConfigError: No parent folder holds a fleet spec.
+        """
+        here = (start or Path.cwd()).resolve()
+        for folder in (here, *here.parents):
+            if (folder / SPEC_FILE).is_file():
+                return cls(folder)
+        raise ConfigError(
+            f"no {SPEC_FILE} in {here} or any parent folder",
+            hint="run 'zerodrift init' to create a project, or pass --project DIR",
+            reference="project-missing",
+        )
+
+    @property
+    def spec_path(self) -> Path:
+        """The fleet spec file."""
+        return self.root / SPEC_FILE
+
+    @property
+    def state_dir(self) -> Path:
+        """The local state folder (git-ignored)."""
+        return self.root / STATE_DIR
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The optional ``zerodrift.toml`` settings.
+
+        Raises:
+            ConfigError: The file is not valid TOML or has unknown settings.
+        """
+        path = self.root / CONFIG_FILE
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{path} is not valid TOML: {exc}",
+                location=Location(str(path)),
+                reference="config-invalid",
+            ) from exc
+        for section, values in data.items():
+            allowed = _CONFIG_KEYS.get(section)
+            if allowed is None or not isinstance(values, dict) or set(values) - allowed:
+                raise ConfigError(
+                    f"unknown setting [{section}] in {path}",
+                    hint="known: "
+                    + ", ".join(
+                        f"[{s}] {', '.join(sorted(k))}" for s, k in _CONFIG_KEYS.items()
+                    ),
+                    location=Location(str(path), field=section),
+                    reference="config-invalid",
+                )
+        return data
+
+    @property
+    def database_url(self) -> str:
+        """URL of the state database."""
+        url = self.environ.get("ZERODRIFT_DATABASE_URL") or self.config.get(
+            "state", {}
+        ).get("url")
+        if url:
+            return str(url)
+        return f"sqlite:///{self.state_dir / 'state.db'}"
+
+    @property
+    def key_name(self) -> str:
+        """Name of the key this project signs with."""
+        return str(
+            self.environ.get("ZERODRIFT_KEY")
+            or self.config.get("keys", {}).get("name")
+            or "project"
+        )
+
+    @property
+    def private_key_path(self) -> Path:
+        """The encrypted private signing key (never committed)."""
+        return self.state_dir / "keys" / f"{self.key_name}.key"
+
+    def public_key_path(self, name: str | None = None) -> Path:
+        """The committed public key of ``name`` (default: the signing key)."""
+        return self.root / "keys" / f"{name or self.key_name}.pub"
+
+    def load_spec(self) -> LoadedSpec:
+        """Load and validate the fleet spec.
+
+        Raises:
+            ConfigError: The spec is missing or invalid.
+        """
+        return load_spec(self.spec_path)
+
+    def resolve(self, relative: str) -> Path:
+        """Resolve a path written in the spec relative to the project root."""
+        path = Path(relative)
+        return path if path.is_absolute() else self.root / path

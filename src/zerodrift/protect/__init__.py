@@ -1,0 +1,1 @@
+"""Protect: keys, signatures, and (later) hardened reproducible image builds."""

@@ -1,0 +1,271 @@
+"""Load ``fleet.yaml`` into a validated :class:`~zerodrift.spec.models.Fleet`.
+
+Every problem is reported with the file, line and column of the offending
+key, found by walking ruamel.yaml's position data along the key path that
+pydantic or the reference checks report. All problems are reported at once,
+the way a compiler does, so a user fixes a spec in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from zerodrift._internal.canonical import canonical_digest
+from zerodrift.errors import ConfigError, Location
+from zerodrift.spec.models import Fleet
+from zerodrift.spec.references import FieldPath, Problem, check_references
+
+__all__ = ["MAX_SPEC_BYTES", "LoadedSpec", "SpecError", "load_spec", "parse_spec"]
+
+MAX_SPEC_BYTES = 10 * 1024 * 1024
+
+
+class SpecError(ConfigError):
+    """The fleet spec is invalid; ``problems`` lists each located problem."""
+
+    reference = "spec-invalid"
+
+    def __init__(self, path: str, problems: list[tuple[Location, str, str | None]]):
+        first_loc, first_msg, first_hint = problems[0]
+        count = len(problems)
+        summary = first_msg if count == 1 else f"{first_msg} (and {count - 1} more)"
+        super().__init__(summary, hint=first_hint, location=first_loc)
+        self.path = path
+        self.problems = problems
+
+    def diagnostics(self) -> str:
+        """Render every problem, each with its location and hint."""
+        blocks = []
+        for loc, message, hint in self.problems:
+            block = f"error[{self.reference}]: {message}\n  --> {loc}"
+            if hint:
+                block += f"\n  hint: {hint}"
+            blocks.append(block)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        blocks.append(f"{self.path}: {len(self.problems)} {noun}")
+        return "\n".join(blocks)
+
+    def to_dict(self) -> dict[str, object]:
+        """Render all problems for ``--format json``."""
+        data = super().to_dict()
+        data["problems"] = [
+            {
+                "path": loc.path,
+                "line": loc.line,
+                "column": loc.column,
+                "field": loc.field,
+                "message": msg,
+                "hint": hint,
+            }
+            for loc, msg, hint in self.problems
+        ]
+        return data
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec with where it came from and its content digest."""
+
+    fleet: Fleet
+    path: Path
+    digest: str
+
+
+def load_spec(path: Path) -> LoadedSpec:
+    """Read, parse and validate the spec at ``path``.
+
+    Raises:
+        SpecError: The file is not a valid fleet spec (every problem listed).
+        ConfigError: The file is missing, unreadable, too large or not UTF-8.
+    """
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"no fleet spec at {path}",
+            hint="run 'zerodrift init' to create one, or pass --project DIR",
+            reference="spec-missing",
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", reference="spec-unreadable"
+        ) from exc
+    return parse_spec(raw, str(path), path=path)
+
+
+def parse_spec(raw: bytes, name: str, *, path: Path | None = None) -> LoadedSpec:
+    """Validate spec bytes; ``name`` is how error messages refer to them.
+
+    Raises:
+        SpecError: The content is not a valid fleet spec.
+        ConfigError: The content is too large or not UTF-8.
+    """
+    if len(raw) > MAX_SPEC_BYTES:
+        raise ConfigError(
+            f"{name} is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MB",
+            hint="a fleet spec this large is almost certainly not a spec; "
+            "check the file name",
+            location=Location(name),
+            reference="spec-too-large",
+        )
+    text = _decode(raw, name)
+    document = _parse_yaml(text, name)
+    if not isinstance(document, dict):
+        raise SpecError(
+            name,
+            [
+                (
+                    Location(name, 1, 1),
+                    "the spec must be a mapping at the top level",
+                    "start with 'version: 1' and 'name: <fleet>'",
+                )
+            ],
+        )
+    try:
+        fleet = Fleet.model_validate(_plain(document))
+    except ValidationError as exc:
+        raise SpecError(name, _locate_validation(exc, document, name)) from None
+    problems = check_references(fleet)
+    if problems:
+        raise SpecError(name, [_locate_problem(p, document, name) for p in problems])
+    digest = canonical_digest(fleet.model_dump(mode="json", by_alias=True))
+    return LoadedSpec(fleet, path or Path(name), digest)
+
+
+def _decode(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{name} is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
+            hint="save the file as UTF-8",
+            location=Location(name, line, column),
+            reference="spec-not-utf8",
+        ) from None
+
+
+def _parse_yaml(text: str, name: str) -> Any:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        raise SpecError(
+            name,
+            [
+                (
+                    Location(name, mark.line + 1, mark.column + 1)
+                    if mark
+                    else Location(name),
+                    f"duplicate key: {_first_line(exc.problem)}",
+                    "each image, service, environment and key name must be unique",
+                )
+            ],
+        ) from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise SpecError(
+            name,
+            [
+                (
+                    Location(name, mark.line + 1, mark.column + 1)
+                    if mark
+                    else Location(name),
+                    f"malformed YAML: {exc.problem or exc.context}",
+                    "check indentation and quoting around this position",
+                )
+            ],
+        ) from None
+    except YAMLError as exc:
+        raise SpecError(
+            name, [(Location(name), f"malformed YAML: {exc}", None)]
+        ) from None
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if text else "repeated key"
+
+
+def _plain(node: Any) -> Any:
+    """Convert ruamel's round-trip containers and scalars into plain Python."""
+    if isinstance(node, dict):
+        return {
+            str(k) if not isinstance(k, (int, bool)) else k: _plain(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _locate_validation(
+    exc: ValidationError, document: Any, name: str
+) -> list[tuple[Location, str, str | None]]:
+    located = []
+    for error in exc.errors():
+        path: FieldPath = tuple(error["loc"])
+        message, hint = _explain(error)
+        located.append((_position(document, path, name), message, hint))
+    return located
+
+
+def _explain(error: Any) -> tuple[str, str | None]:
+    kind = error["type"]
+    loc = ".".join(str(p) for p in error["loc"]) or "<top>"
+    if kind == "extra_forbidden":
+        return (
+            f"unknown key {loc!r}",
+            "check the spelling; 'zerodrift spec schema' lists every allowed key",
+        )
+    if kind == "missing":
+        return f"missing required key {loc!r}", None
+    if kind == "literal_error" and error["loc"] == ("version",):
+        return "unsupported spec version", "this zerodrift reads 'version: 1'"
+    return f"{loc}: {error['msg']}", None
+
+
+def _locate_problem(
+    problem: Problem, document: Any, name: str
+) -> tuple[Location, str, str | None]:
+    return _position(document, problem.path, name), problem.message, problem.hint
+
+
+def _position(document: Any, path: FieldPath, name: str) -> Location:
+    """Find the line and column of the deepest key of ``path`` in ``document``."""
+    field = ".".join(str(p) for p in path) or None
+    node = document
+    line, column = 0, 0
+    for part in path:
+        if isinstance(node, CommentedMap) and part in node:
+            line, column = node.lc.key(part)
+            node = node[part]
+        elif (
+            isinstance(node, CommentedSeq)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        ):
+            line, column = node.lc.item(part)
+            node = node[part]
+        else:
+            break
+    return Location(name, line + 1, column + 1, field)

@@ -1,0 +1,290 @@
+"""Access to the state database: SQLite by default, PostgreSQL when configured.
+
+:class:`Database` opens an engine for a URL, applies pending migrations under
+a lock, and hands out transactions. Writers that must not interleave (the
+audit chain, the reconciler) take a named lock inside their transaction:
+SQLite serialises every writer with ``BEGIN IMMEDIATE``; PostgreSQL uses a
+transaction-scoped advisory lock keyed by the lock's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from zerodrift.errors import ConfigError, OperationalError
+from zerodrift.state import schema
+from zerodrift.state.migrations import MIGRATIONS, latest_version
+
+__all__ = ["Database", "normalise_url", "utc_now"]
+
+_logger = logging.getLogger(__name__)
+
+_SQLITE_BUSY_MS = 30_000
+
+
+def utc_now() -> str:
+    """Return the current time as stored in the database."""
+    return format_time(datetime.now(UTC))
+
+
+def format_time(moment: datetime) -> str:
+    """Format an aware datetime the way the database stores times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalise_url(url: str) -> str:
+    """Select the drivers zerodrift ships with for a user-given URL.
+
+    Raises:
+        ConfigError: The URL names an engine zerodrift does not support.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"not a database URL: {url!r}",
+            hint="use sqlite:///path/to/state.db or postgresql://user@host/db",
+            reference="database-url-invalid",
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite":
+        raise ConfigError(
+            f"unsupported database engine {backend!r}",
+            hint="zerodrift stores state in SQLite or PostgreSQL",
+            reference="database-url-invalid",
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def _lock_key(name: str) -> int:
+    digest = hashlib.sha256(b"zerodrift:" + name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class Database:
+    """A migrated state database.
+
+    Use :meth:`open` rather than the constructor; it applies migrations.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Database:
+        """Connect to ``url`` and bring its schema up to date.
+
+        Raises:
+            ConfigError: The URL is invalid or names an unsupported engine.
+            OperationalError: The database is unreachable, read-only, or was
+                created by a newer zerodrift.
+        """
+        url = normalise_url(url)
+        if url.startswith("sqlite"):
+            _prepare_sqlite_folder(url)
+        try:
+            engine = create_engine(url, future=True, pool_pre_ping=True)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigError(
+                f"cannot use database URL: {exc}", reference="database-url-invalid"
+            ) from exc
+        if engine.dialect.name == "sqlite":
+            _configure_sqlite(engine)
+        db = cls(engine)
+        if migrate:
+            db.migrate()
+        return db
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """Yield a connection in a read transaction.
+
+        Raises:
+            OperationalError: The database failed.
+        """
+        with self._translate(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def write(self, lock: str | None = None) -> Iterator[Connection]:
+        """Yield a connection in a write transaction, committed on success.
+
+        Args:
+            lock: Name of a lock to hold until commit. On SQLite every write
+                transaction is exclusive already; on PostgreSQL writers that
+                share a lock name exclude each other.
+
+        Raises:
+            OperationalError: The database failed or is read-only.
+        """
+        with self._translate(), self.engine.connect() as plain:
+            conn = plain.execution_options(zerodrift_write=True)
+            with conn.begin():
+                if lock is not None and not self.is_sqlite:
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": _lock_key(lock)},
+                    )
+                yield conn
+
+    def insert_new(
+        self, conn: Connection, table: Table, values: dict[str, Any]
+    ) -> bool:
+        """Insert a row unless its primary key exists; return whether it did."""
+        insert = sqlite_insert if self.is_sqlite else pg_insert
+        result = conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+        return bool(result.rowcount)
+
+    def schema_version(self) -> int:
+        """Return the highest migration applied (0 for an empty database)."""
+        with self.read() as conn:
+            if not self.engine.dialect.has_table(conn, "schema_migrations"):
+                return 0
+            value = conn.execute(select(func.max(schema.schema_migrations.c.version)))
+            return int(value.scalar() or 0)
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied.
+
+        Raises:
+            OperationalError: The database is newer than this code, or a
+                migration failed (the schema is left unchanged).
+        """
+        with self.write(lock="migrations") as conn:
+            schema.schema_migrations.create(conn, checkfirst=True)
+            current = (
+                conn.execute(
+                    select(func.max(schema.schema_migrations.c.version))
+                ).scalar()
+                or 0
+            )
+            if current > latest_version():
+                raise OperationalError(
+                    f"database {self.display_url} has schema version {current}, "
+                    f"newer than this zerodrift understands ({latest_version()})",
+                    hint="upgrade zerodrift before using this database",
+                    reference="database-too-new",
+                )
+            applied = []
+            for migration in MIGRATIONS:
+                if migration.version <= current:
+                    continue
+                _logger.debug(
+                    "applying migration %d: %s",
+                    migration.version,
+                    migration.description,
+                )
+                migration.apply(conn)
+                conn.execute(
+                    schema.schema_migrations.insert().values(
+                        version=migration.version,
+                        description=migration.description,
+                        applied_at=utc_now(),
+                    )
+                )
+                applied.append(migration.version)
+            return applied
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            raise _operational(self.display_url, exc) from exc
+        except SQLAlchemyError as exc:
+            raise OperationalError(
+                f"database {self.display_url} failed: {exc}",
+                reference="database-error",
+            ) from exc
+
+
+def _operational(display_url: str, exc: DBAPIError) -> OperationalError:
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    lowered = detail.lower()
+    if "readonly" in lowered or "read-only" in lowered:
+        hint = "the state folder or database file is read-only; fix its permissions"
+        reference = "database-read-only"
+    elif "unable to open" in lowered:
+        hint = "check that the state folder exists and is writable"
+        reference = "database-unavailable"
+    elif exc.connection_invalidated or "connect" in lowered or "connection" in lowered:
+        hint = (
+            "check that the server is running and the URL, user and password are right"
+        )
+        reference = "database-unreachable"
+    else:
+        hint = None
+        reference = "database-error"
+    return OperationalError(
+        f"database {display_url}: {detail}", hint=hint, reference=reference
+    )
+
+
+def _prepare_sqlite_folder(url: str) -> None:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    folder = Path(database).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OperationalError(
+            f"cannot create state folder {folder}: {exc.strerror}",
+            hint="check the permissions of the project folder",
+            reference="database-unavailable",
+        ) from exc
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling would issue a deferred BEGIN; we
+    # take over so that write transactions start with BEGIN IMMEDIATE and
+    # two writers can never both read the chain head and then both append.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("zerodrift_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")

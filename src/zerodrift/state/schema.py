@@ -1,0 +1,93 @@
+"""Tables of the state database, as SQLAlchemy Core metadata.
+
+One schema serves SQLite and PostgreSQL. Times are stored as ISO 8601 UTC
+strings with microseconds (``2026-01-02T03:04:05.123456Z``): they sort
+correctly as text, hash identically on every engine, and need no time-zone
+handling in either database. Structured details are canonical JSON text.
+
+Tables are created by the versioned migrations in
+:mod:`zerodrift.state.migrations`, never by ``metadata.create_all``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "audit_checkpoints",
+    "audit_records",
+    "inventory_snapshots",
+    "metadata",
+    "schema_migrations",
+    "spec_revisions",
+]
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", String(32), nullable=False),
+)
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("recorded_at", String(32), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("ci_identity", String(500)),
+    Column("action", String(100), nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("details", Text, nullable=False),
+    Column("git_commit", String(64)),
+    Column("git_dirty", Boolean, nullable=False),
+    Column("prev_hash", String(64), nullable=False, unique=True),
+    Column("hash", String(64), nullable=False, unique=True),
+    Index("ix_audit_records_action", "action"),
+    Index("ix_audit_records_recorded_at", "recorded_at"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Integer, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("keyid", String(128), nullable=False),
+    Column("envelope", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+inventory_snapshots = Table(
+    "inventory_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("taken_at", String(32), nullable=False),
+    Column("environment", String(100)),
+    Column("spec_digest", String(80), nullable=False),
+    Column("git_commit", String(64)),
+    Column("content_digest", String(80), nullable=False),
+    Column("content", Text, nullable=False),
+    Index("ix_inventory_snapshots_taken_at", "taken_at"),
+)
+
+spec_revisions = Table(
+    "spec_revisions",
+    metadata,
+    Column("spec_digest", String(80), primary_key=True),
+    Column("first_seen_at", String(32), nullable=False),
+    Column("git_commit", String(64)),
+    Column("git_dirty", Boolean, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Files that ``zerodrift init`` copies into a new project."""

@@ -1,0 +1,1 @@
+"""Helpers for zerodrift's tests: real services started on private sockets."""
