@@ -185,12 +185,10 @@ class Database:
         """
         with self.write(lock="migrations") as conn:
             schema.schema_migrations.create(conn, checkfirst=True)
-            current = (
-                conn.execute(
-                    select(func.max(schema.schema_migrations.c.version))
-                ).scalar()
-                or 0
+            done = set(
+                conn.execute(select(schema.schema_migrations.c.version)).scalars()
             )
+            current = max(done, default=0)
             if current > latest_version():
                 raise OperationalError(
                     f"database {self.display_url} has schema version {current}, "
@@ -200,7 +198,7 @@ class Database:
                 )
             applied = []
             for migration in MIGRATIONS:
-                if migration.version <= current:
+                if migration.version in done:
                     continue
                 _logger.debug(
                     "applying migration %d: %s",

@@ -2,7 +2,12 @@
 
 Each migration has a number, a description and a function that runs inside
 the migration transaction. Migrations are append-only: a released migration
-is never edited, a later one changes what it did. Both SQLite and PostgreSQL
+is never edited, a later one changes what it did. Every migration not yet
+recorded in ``schema_migrations`` runs, in number order, so migrations added
+on parallel branches apply wherever they land. Numbers are grouped by area:
+1-9 foundation, 10-19 image builds, 20-29 runtime and reconcile, 30-39
+detection and response, 40-49 host file integrity, 50-59 the CI gate, 60-69
+compliance. Both SQLite and PostgreSQL
 run DDL transactionally, so a failed migration leaves the schema as it was.
 """
 
@@ -46,6 +51,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             schema.spec_revisions,
         ),
     ),
+    Migration(2, "findings from every detector", _create(schema.findings)),
 )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
 __all__ = [
     "audit_checkpoints",
     "audit_records",
+    "findings",
     "inventory_snapshots",
     "metadata",
     "schema_migrations",
@@ -90,4 +91,25 @@ spec_revisions = Table(
     Column("first_seen_at", String(32), nullable=False),
     Column("git_commit", String(64)),
     Column("git_dirty", Boolean, nullable=False),
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("found_at", String(32), nullable=False),
+    Column("source", String(50), nullable=False),
+    Column("kind", String(100), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("environment", String(100)),
+    Column("subject", String(500), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("csf", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("resolved_at", String(32)),
+    Column("incident_id", String(64)),
+    Index("ix_findings_found_at", "found_at"),
+    Index("ix_findings_source_kind", "source", "kind"),
+    Index("ix_findings_status", "status"),
 )

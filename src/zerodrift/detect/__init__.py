@@ -1,0 +1,1 @@
+"""Detect: findings, golden manifests, integrity checks of nodes and hosts."""
