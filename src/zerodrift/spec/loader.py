@@ -23,7 +23,14 @@ from zerodrift.errors import ConfigError, Location
 from zerodrift.spec.models import Fleet
 from zerodrift.spec.references import FieldPath, Problem, check_references
 
-__all__ = ["MAX_SPEC_BYTES", "LoadedSpec", "SpecError", "load_spec", "parse_spec"]
+__all__ = [
+    "MAX_SPEC_BYTES",
+    "LoadedSpec",
+    "SpecError",
+    "SpecLocator",
+    "load_spec",
+    "parse_spec",
+]
 
 MAX_SPEC_BYTES = 10 * 1024 * 1024
 
@@ -139,6 +146,28 @@ def parse_spec(raw: bytes, name: str, *, path: Path | None = None) -> LoadedSpec
         raise SpecError(name, [_locate_problem(p, document, name) for p in problems])
     digest = canonical_digest(fleet.model_dump(mode="json", by_alias=True))
     return LoadedSpec(fleet, path or Path(name), digest)
+
+
+class SpecLocator:
+    """Finds the line and column of key paths in spec text, for reports.
+
+    Args:
+        text: The spec as written.
+        name: How reports name the file.
+    """
+
+    def __init__(self, text: str, name: str) -> None:
+        self.name = name
+        try:
+            self._document: Any = _parse_yaml(text, name)
+        except SpecError:
+            self._document = None
+
+    def __call__(self, path: FieldPath) -> Location:
+        """Locate ``path`` (e.g. ``("images", "web")``); unknown keys give line 1."""
+        if self._document is None:
+            return Location(self.name, field=".".join(str(p) for p in path) or None)
+        return _position(self._document, path, self.name)
 
 
 def _decode(raw: bytes, name: str) -> str:
