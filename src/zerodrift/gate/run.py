@@ -124,7 +124,7 @@ def _read_spec(
     except ConfigError as exc:
         where = exc.location or Location(name)
         return None, [(where, exc.message, exc.hint)], None
-    return loaded.fleet, [], SpecLocator(raw.decode("utf-8"), name)
+    return loaded.fleet, [], SpecLocator(loaded.document, name)
 
 
 def _check_environment(fleet: Fleet, environment: str) -> None:

@@ -8,7 +8,7 @@ the way a compiler does, so a user fixes a spec in one pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +79,15 @@ class SpecError(ConfigError):
 
 @dataclass(frozen=True)
 class LoadedSpec:
-    """A validated spec with where it came from and its content digest."""
+    """A validated spec with where it came from and its content digest.
+
+    ``document`` is the parsed YAML with positions, for :class:`SpecLocator`.
+    """
 
     fleet: Fleet
     path: Path
     digest: str
+    document: Any = field(default=None, repr=False, compare=False)
 
 
 def load_spec(path: Path) -> LoadedSpec:
@@ -145,23 +149,25 @@ def parse_spec(raw: bytes, name: str, *, path: Path | None = None) -> LoadedSpec
     if problems:
         raise SpecError(name, [_locate_problem(p, document, name) for p in problems])
     digest = canonical_digest(fleet.model_dump(mode="json", by_alias=True))
-    return LoadedSpec(fleet, path or Path(name), digest)
+    return LoadedSpec(fleet, path or Path(name), digest, document)
 
 
 class SpecLocator:
-    """Finds the line and column of key paths in spec text, for reports.
+    """Finds the line and column of key paths in the spec, for reports.
 
     Args:
-        text: The spec as written.
+        source: The spec text, or an already parsed ``LoadedSpec.document``.
         name: How reports name the file.
     """
 
-    def __init__(self, text: str, name: str) -> None:
+    def __init__(self, source: str | CommentedMap, name: str) -> None:
         self.name = name
-        try:
-            self._document: Any = _parse_yaml(text, name)
-        except SpecError:
-            self._document = None
+        self._document: Any = source
+        if isinstance(source, str):
+            try:
+                self._document = _parse_yaml(source, name)
+            except SpecError:
+                self._document = None
 
     def __call__(self, path: FieldPath) -> Location:
         """Locate ``path`` (e.g. ``("images", "web")``); unknown keys give line 1."""

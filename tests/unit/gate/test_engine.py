@@ -385,3 +385,11 @@ def test_manifests_feed_the_same_report() -> None:
         "manifest-image-digest",
         "manifest-pods-exec",
     }
+
+
+def test_rule_catalog_matches_the_spec_identifiers() -> None:
+    from zerodrift.gate import RULES
+    from zerodrift.spec.models import GATE_RULES
+
+    assert tuple(RULES) == GATE_RULES
+    assert all(rule.help and rule.csf for rule in RULES.values())
