@@ -170,3 +170,43 @@ def test_exit_code_from_a_real_process(repo: Path) -> None:
     assert done.returncode == 1
     assert "azurerm_linux_virtual_machine.this" in done.stdout
     assert done.stderr == ""
+
+
+def test_commit_signature_enforced_with_committed_allowed_signers(
+    repo: Path, cli: Cli, tmp_path: Path
+) -> None:
+    key = tmp_path / "ci_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f", str(key)],
+        check=True,
+    )
+    public = (tmp_path / "ci_key.pub").read_text().strip()
+    (repo / "allowed_signers").write_text(
+        f'test@example.invalid namespaces="git" {public}\n'
+    )
+    text = (
+        (repo / "fleet.yaml")
+        .read_text()
+        .replace(
+            "policy:\n",
+            "policy:\n  rules: {commit-signed: enforce}\n"
+            "  commits: {allowed_signers: allowed_signers}\n",
+        )
+    )
+    (repo / "fleet.yaml").write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "require signed commits")
+    unsigned = cli("gate", cwd=repo)
+    assert unsigned.code == 1
+    assert "FAIL commit-signed" in unsigned.out
+    assert "commit signature is missing" in unsigned.out
+
+    git(repo, "config", "gpg.format", "ssh")
+    git(repo, "config", "user.signingkey", str(key))
+    git(repo, "commit", "-q", "--allow-empty", "-S", "-m", "signed")
+    signed = cli("gate", "--format", "json", cwd=repo)
+    assert signed.code == 0, signed.out
+    [result] = [
+        r for r in json.loads(signed.out)["results"] if r["rule"] == "commit-signed"
+    ]
+    assert result["status"] == "pass"

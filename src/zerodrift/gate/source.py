@@ -104,6 +104,8 @@ def source_facts(root: Path, paths: Iterable[str]) -> SourceFacts:
 
 def _porcelain_paths(output: str, root: Path) -> list[str]:
     """Paths from ``git status --porcelain -z``, relative to ``root``."""
+    if not output:
+        return []
     top = _git(root, "rev-parse", "--show-toplevel").stdout.strip()
     entries = output.split("\0")
     paths: list[str] = []
