@@ -23,7 +23,6 @@ from zerodrift.gate.rules import RULES
 __all__ = ["SARIF_SCHEMA", "to_junit", "to_sarif", "to_text"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-_INFO_URI = "https://github.com/zerodrift/zerodrift/blob/main/docs/gate.md"
 _LEVELS = {Status.FAIL: "error", Status.WARN: "warning", Status.WAIVED: "note"}
 
 
@@ -76,8 +75,10 @@ def to_sarif(report: GateReport) -> dict[str, Any]:
             "name": "".join(part.title() for part in rule.id.split("-")),
             "shortDescription": {"text": rule.title},
             "fullDescription": {"text": rule.title},
-            "help": {"text": rule.help, "markdown": rule.help},
-            "helpUri": f"{_INFO_URI}#{rule.id}",
+            "help": {
+                "text": f"{rule.help} See docs/gate.md#{rule.id}.",
+                "markdown": f"{rule.help}\n\nSee `docs/gate.md#{rule.id}`.",
+            },
             "defaultConfiguration": {
                 "level": "error" if rule.default == "enforce" else "warning",
                 "enabled": rule.default != "off",
@@ -94,7 +95,6 @@ def to_sarif(report: GateReport) -> dict[str, Any]:
             "driver": {
                 "name": "zerodrift",
                 "version": __version__,
-                "informationUri": _INFO_URI,
                 "rules": rules,
             }
         },

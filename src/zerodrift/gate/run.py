@@ -57,11 +57,12 @@ class GateRequest:
 
 
 def _shown(path: Path) -> str:
-    """Name ``path`` as reports should: relative to the current folder."""
+    """Name ``path`` as reports should: relative to the current folder if inside."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path.absolute()) if relative.startswith("..") else relative
 
 
 def run_gate(request: GateRequest) -> GateReport:
