@@ -13,6 +13,7 @@ ephemeral containers); RBAC: Role and ClusterRole. ``kind: List`` is opened.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from zerodrift.errors import ConfigError, Location
@@ -179,7 +179,7 @@ def parse_manifests(raw: bytes, name: str) -> list[Manifest]:
     if helm is not None:
         raise _helm(_offset_location(text, helm.start(), name))
     manifests: list[Manifest] = []
-    for index, document in enumerate(_documents(text, name)):
+    for index, document in enumerate(_documents_or_json(text, name)):
         if index >= MAX_DOCUMENTS:
             raise ConfigError(
                 f"manifest {name} has more than {MAX_DOCUMENTS} documents",
@@ -189,6 +189,27 @@ def parse_manifests(raw: bytes, name: str) -> list[Manifest]:
             )
         manifests += _objects(document, name)
     return manifests
+
+
+def _documents_or_json(text: str, name: str) -> Iterator[Any]:
+    """YAML documents; JSON that YAML rejects (tab indentation) is read as JSON.
+
+    JSON read this way has no positions: results point at the file.
+    """
+    if name.endswith(".json"):
+        try:
+            yield from list(_documents(text, name))
+        except ConfigError:
+            try:
+                yield json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"manifest {name} is not valid JSON: {exc.msg}",
+                    location=Location(name, exc.lineno, exc.colno),
+                    reference="manifest-malformed",
+                ) from None
+        return
+    yield from _documents(text, name)
 
 
 def _documents(text: str, name: str) -> Iterator[Any]:
@@ -218,7 +239,7 @@ def _documents(text: str, name: str) -> Iterator[Any]:
 
 
 def _objects(document: Any, name: str) -> list[Manifest]:
-    if not isinstance(document, CommentedMap):
+    if not isinstance(document, dict):
         return []
     kind, api = document.get("kind"), document.get("apiVersion")
     if not isinstance(kind, str) or not isinstance(api, str):
@@ -234,7 +255,7 @@ def _objects(document: Any, name: str) -> list[Manifest]:
             name=str(metadata.get("name") or metadata.get("generateName") or "?"),
             namespace=metadata.get("namespace"),
             body=document,
-            line=int(document.lc.line) + 1,
+            line=(_line_of(document, None) or 1),
         )
     ]
 

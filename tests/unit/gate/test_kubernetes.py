@@ -224,3 +224,23 @@ def test_missing_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         find_manifest_files([tmp_path / "nope"])
     assert caught.value.reference == "manifests-missing"
+
+
+def test_tab_indented_json_is_read_without_positions() -> None:
+    doc = (
+        '{\n\t"apiVersion": "v1",\n\t"kind": "Pod",\n\t"metadata": {"name": "p"},\n'
+        '\t"spec": {"containers": [{"name": "c", "image": "alpine:3"}]}\n}\n'
+    )
+    checks = check_manifests(parse_manifests(doc.encode(), "pod.json"))
+    failing = [c for c in checks if c.rule == "manifest-image-digest"]
+    assert [c.ok for c in failing] == [False]
+    assert failing[0].location is not None
+    assert failing[0].location.path == "pod.json"
+
+
+def test_truncated_json_manifest_names_position() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_manifests(b'{\n\t"apiVersion": "v1",\n\t"kind": ', "pod.json")
+    assert caught.value.reference == "manifest-malformed"
+    assert caught.value.location is not None
+    assert caught.value.location.line == 3

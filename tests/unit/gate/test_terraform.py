@@ -156,3 +156,20 @@ def test_plan_without_changes_has_none(tmp_path: Path) -> None:
     path = tmp_path / "empty.json"
     path.write_text(json.dumps({"format_version": "1.1", "planned_values": {}}))
     assert load_plan(path).changes == ()
+
+
+def test_huge_plan_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerodrift.gate import terraform
+
+    monkeypatch.setattr(terraform, "MAX_PLAN_BYTES", 100)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"format_version": "1.2", "x": "y" * 200}))
+    with pytest.raises(ConfigError) as caught:
+        load_plan(path)
+    assert caught.value.reference == "plan-too-large"
+
+
+def test_plan_folder_is_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_plan(tmp_path)
+    assert caught.value.reference == "plan-unreadable"
