@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import cast
 
 from zerodrift.detect.findings import Severity
 from zerodrift.errors import Location
@@ -99,12 +100,15 @@ def evaluate(gate: GateInput) -> GateReport:
 
 def rule_mode(policy: Policy, rule_id: str, environment: str | None) -> RuleMode:
     """The mode of ``rule_id`` in ``environment`` (environment over policy)."""
-    if environment is not None:
-        override = policy.environments.get(environment)
-        if override is not None and rule_id in override.rules:
-            return override.rules[rule_id]
-    mode = policy.rules.get(rule_id)  # type: ignore[call-overload]
-    return mode if mode is not None else RULES[rule_id].default
+    layers = [policy.rules]
+    override = policy.environments.get(environment) if environment else None
+    if override is not None:
+        layers.insert(0, override.rules)
+    for layer in layers:
+        mode = cast("Mapping[str, RuleMode]", layer).get(rule_id)
+        if mode is not None:
+            return mode
+    return RULES[rule_id].default
 
 
 def images_for(fleet: Fleet, environment: str | None) -> list[str]:
