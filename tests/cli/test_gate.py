@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import CliResult
 from tests.support.gate import ASSETS, asset
+from zerodrift.detect.findings import list_findings
+from zerodrift.state import Database
 
 Cli = Callable[..., CliResult]
 
@@ -53,7 +55,19 @@ def test_uncommitted_spec_rejects(repo: Path, cli: Cli) -> None:
     failed = {r["target"] for r in report["results"] if r["status"] == "fail"}
     assert failed == {"fleet.yaml", "app/web/extra.html"}
     log = cli("audit", "log", "--action", "gate.run", "--format", "json", cwd=repo)
-    assert json.loads(log.out)["records"][-1]["details"]["verdict"] == "rejected"
+    details = json.loads(log.out)["records"][-1]["details"]
+    assert details["verdict"] == "rejected"
+    assert details["findings"] == 2
+    database = Database.open(f"sqlite:///{repo / '.zerodrift' / 'state.db'}")
+    try:
+        stored = list(list_findings(database, source="gate"))
+    finally:
+        database.close()
+    assert {(f["kind"], f["subject"]) for f in stored} == {
+        ("spec-committed", "fleet.yaml"),
+        ("spec-committed", "app/web/extra.html"),
+    }
+    assert {f["severity"] for f in stored} == {"high"}
 
 
 def test_plan_and_manifests_with_sarif_output(

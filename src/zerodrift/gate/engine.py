@@ -479,6 +479,7 @@ def _apply_policy(gate: GateInput, checks: list[Check]) -> list[Result]:
                 location=check.location,
                 csf=RULES[check.rule].csf,
                 waiver=waiver,
+                severity=RULES[check.rule].severity,
             )
         )
     return results

@@ -17,12 +17,21 @@ from collections import defaultdict
 from typing import Any
 
 from zerodrift import __version__
+from zerodrift.detect.findings import Severity
 from zerodrift.gate.results import GateReport, Result, Status
 from zerodrift.gate.rules import RULES
 
 __all__ = ["SARIF_SCHEMA", "to_junit", "to_sarif", "to_text"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+# GitHub code scanning ranks results by this CVSS-like score.
+_SECURITY_SEVERITY = {
+    Severity.INFO: "0.0",
+    Severity.LOW: "3.0",
+    Severity.MEDIUM: "5.5",
+    Severity.HIGH: "8.0",
+    Severity.CRITICAL: "9.5",
+}
 _LEVELS = {Status.FAIL: "error", Status.WARN: "warning", Status.WAIVED: "note"}
 
 
@@ -83,7 +92,10 @@ def to_sarif(report: GateReport) -> dict[str, Any]:
                 "level": "error" if rule.default == "enforce" else "warning",
                 "enabled": rule.default != "off",
             },
-            "properties": {"tags": ["security", *rule.csf]},
+            "properties": {
+                "tags": ["security", *rule.csf],
+                "security-severity": _SECURITY_SEVERITY[rule.severity],
+            },
         }
         for rule in RULES.values()
     ]

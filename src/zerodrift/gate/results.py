@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from zerodrift.detect.findings import Finding, Severity
 from zerodrift.errors import Location
 
-__all__ = ["Check", "GateReport", "Result", "Status"]
+__all__ = ["Check", "GateReport", "Result", "Status", "to_findings"]
 
 
 class Status(StrEnum):
@@ -68,6 +69,7 @@ class Result:
         location: File, line and column of the target, when known.
         csf: CSF 2.0 subcategories the rule supports.
         waiver: The reason of the waiver that accepted a failure.
+        severity: How bad a failure of the rule is.
     """
 
     rule: str
@@ -78,6 +80,7 @@ class Result:
     location: Location | None = None
     csf: tuple[str, ...] = ()
     waiver: str | None = None
+    severity: Severity = Severity.HIGH
 
     def to_dict(self) -> dict[str, Any]:
         """Render for JSON output."""
@@ -93,6 +96,7 @@ class Result:
             else {"path": loc.path, "line": loc.line, "column": loc.column},
             "csf": list(self.csf),
             "waiver": self.waiver,
+            "severity": self.severity.label,
         }
 
 
@@ -138,3 +142,30 @@ class GateReport:
             "notes": list(self.notes),
             "results": [r.to_dict() for r in self.results],
         }
+
+
+def to_findings(report: GateReport, found_at: str) -> list[Finding]:
+    """Failures and warnings as shared findings (source ``gate``).
+
+    Args:
+        report: The gate's report.
+        found_at: Database-format UTC time of the run.
+    """
+    return [
+        Finding(
+            source="gate",
+            kind=result.rule,
+            severity=result.severity,
+            subject=result.target,
+            summary=result.message,
+            found_at=found_at,
+            details={
+                "status": str(result.status),
+                "hint": result.hint,
+                "location": None if result.location is None else str(result.location),
+            },
+            csf=result.csf,
+            environment=report.environment,
+        )
+        for result in report.failures()
+    ]

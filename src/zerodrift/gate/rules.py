@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from zerodrift.detect.findings import Severity
+
 __all__ = ["RULES", "Rule", "rule"]
 
 Mode = Literal["enforce", "warn", "off"]
@@ -23,6 +25,7 @@ class Rule:
         title: One line, shown in tables and SARIF.
         help: Why it matters and how to comply (SARIF help text).
         csf: CSF 2.0 subcategories the rule supports.
+        severity: Severity of a failure, for findings and SARIF ranking.
         default: Mode when the policy does not name the rule.
     """
 
@@ -30,6 +33,7 @@ class Rule:
     title: str
     help: str
     csf: tuple[str, ...]
+    severity: Severity = Severity.HIGH
     default: Mode = "enforce"
 
 
@@ -45,6 +49,7 @@ RULES: dict[str, Rule] = {
             "Every other rule reads the spec; fix each reported problem "
             "('zerodrift spec validate' lists them).",
             ("PR.PS-01", "GV.PO-01"),
+            Severity.MEDIUM,
         ),
         Rule(
             "spec-committed",
@@ -59,6 +64,7 @@ RULES: dict[str, Rule] = {
             "Sign commits (git commit -S) with a key listed in "
             "policy.commits.allowed_signers or policy.commits.allowed_keys.",
             ("PR.PS-06", "ID.RA-09"),
+            Severity.HIGH,
             default="off",
         ),
         Rule(
@@ -67,6 +73,7 @@ RULES: dict[str, Rule] = {
             "A waiver accepts a risk until its expiry date; renew it with a new "
             "reason or fix the underlying failure and delete it.",
             ("GV.PO-01",),
+            Severity.MEDIUM,
         ),
         Rule(
             "image-in-store",
@@ -80,6 +87,7 @@ RULES: dict[str, Rule] = {
             "Sign the image with a key that trust.environments allows for the "
             "environment being deployed.",
             _SUPPLY,
+            Severity.CRITICAL,
         ),
         Rule(
             "image-provenance",
@@ -93,6 +101,7 @@ RULES: dict[str, Rule] = {
             "Each image has an SBOM attestation",
             "Rebuild the image so the build attaches a signed CycloneDX SBOM.",
             ("ID.AM-02", "ID.RA-09"),
+            Severity.MEDIUM,
         ),
         Rule(
             "image-golden-manifest",
@@ -136,6 +145,7 @@ RULES: dict[str, Rule] = {
             "Add the resource address to policy.terraform.inventory in the spec, "
             "or remove it from the configuration.",
             ("ID.AM-02", "ID.AM-08"),
+            Severity.MEDIUM,
         ),
         Rule(
             "manifest-image-digest",
@@ -149,6 +159,7 @@ RULES: dict[str, Rule] = {
             "Containers set allowPrivilegeEscalation: false",
             "Set securityContext.allowPrivilegeEscalation: false on the container.",
             _RUNTIME,
+            Severity.MEDIUM,
         ),
         Rule(
             "manifest-privileged",
@@ -156,6 +167,7 @@ RULES: dict[str, Rule] = {
             "Remove securityContext.privileged: true; grant single capabilities "
             "if the workload really needs one.",
             _RUNTIME,
+            Severity.CRITICAL,
         ),
         Rule(
             "manifest-host-path",
@@ -170,6 +182,7 @@ RULES: dict[str, Rule] = {
             "Set securityContext.readOnlyRootFilesystem: true and mount emptyDir "
             "volumes where the workload writes.",
             ("PR.PS-01", "PR.DS-01"),
+            Severity.MEDIUM,
         ),
         Rule(
             "manifest-pods-exec",

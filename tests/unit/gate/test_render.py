@@ -60,6 +60,11 @@ def test_sarif_is_2_1_0_with_rules_locations_and_suppressions(
     rules = run["tool"]["driver"]["rules"]
     assert [r["id"] for r in rules] == list(RULES)
     assert all(r["help"]["text"] for r in rules)
+    assert {r["properties"]["security-severity"] for r in rules} == {
+        "5.5",
+        "8.0",
+        "9.5",
+    }
     results = run["results"]
     assert len(results) == len(report.failures()) + 1  # plus the waived one
     for result in results:
@@ -109,4 +114,5 @@ def test_json_shape(report: GateReport) -> None:
         "location",
         "csf",
         "waiver",
+        "severity",
     }

@@ -87,7 +87,7 @@ def run(ctx: Context) -> int:
         evidence=_evidence(ctx),
     )
     report = run_gate(request)
-    ctx.record("gate.run", args.env or "*", _audit_details(ctx, report, args))
+    _record(ctx, report)
     _emit(report, args.format, args.output)
     return ExitCode.FINDINGS if report.rejected else ExitCode.OK
 
@@ -103,18 +103,25 @@ def _evidence(ctx: Context) -> ImageEvidence | None:
     return None
 
 
-def _audit_details(
-    ctx: Context, report: GateReport, args: argparse.Namespace
-) -> dict[str, Any]:
+def _record(ctx: Context, report: GateReport) -> None:
+    """Store failures as findings and the verdict in the audit trail."""
+    from zerodrift.detect.findings import record_findings
+    from zerodrift.gate.results import to_findings
+    from zerodrift.state import utc_now
+
+    args = ctx.args
+    findings = record_findings(ctx.db, to_findings(report, utc_now()))
     failed = [f"{r.rule}:{r.target}" for r in report.failures()]
-    return {
+    details = {
         "verdict": report.verdict,
         "counts": report.counts(),
         "failed": failed[:100],
+        "findings": len(findings),
         "plans": [str(p) for p in args.plan],
         "manifests": [str(p) for p in args.manifests],
         "commit": ctx.git.commit,
     }
+    ctx.record("gate.run", args.env or "*", details)
 
 
 def _emit(report: GateReport, fmt: str, output: Path | None) -> None:
