@@ -224,3 +224,13 @@ def test_commit_signature_enforced_with_committed_allowed_signers(
         r for r in json.loads(signed.out)["results"] if r["rule"] == "commit-signed"
     ]
     assert result["status"] == "pass"
+
+
+def test_quiet_prints_failures_and_verdict_only(repo: Path, cli: Cli) -> None:
+    plan = str(asset("plan_update_in_place.json"))
+    result = cli("gate", "-q", "--plan", plan, cwd=repo)
+    assert result.code == 1
+    lines = result.out.splitlines()
+    assert lines[0] == "FAIL plan-immutable-update: aws_instance.web"
+    assert lines[-1].startswith("gate rejected:")
+    assert not any(line.startswith("note:") for line in lines)

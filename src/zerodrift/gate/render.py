@@ -35,8 +35,13 @@ _SECURITY_SEVERITY = {
 _LEVELS = {Status.FAIL: "error", Status.WARN: "warning", Status.WAIVED: "note"}
 
 
-def to_text(report: GateReport) -> str:
-    """A short summary: each failure with where, why and how to fix it."""
+def to_text(report: GateReport, *, brief: bool = False) -> str:
+    """A short summary: each failure with where, why and how to fix it.
+
+    Args:
+        report: The gate's report.
+        brief: Leave out the per-rule counts and notes (``-q``).
+    """
     lines: list[str] = []
     for result in report.failures():
         label = "FAIL" if result.status is Status.FAIL else "WARN"
@@ -49,10 +54,11 @@ def to_text(report: GateReport) -> str:
     waived = [r for r in report.results if r.status is Status.WAIVED]
     for result in waived:
         lines.append(f"WAIVED {result.rule}: {result.target} ({result.waiver})")
-    if lines:
-        lines.append("")
-    lines += _per_rule(report)
-    lines += [f"note: {note}" for note in report.notes]
+    if not brief:
+        if lines:
+            lines.append("")
+        lines += _per_rule(report)
+        lines += [f"note: {note}" for note in report.notes]
     counts = report.counts()
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     env = f" for {report.environment}" if report.environment else ""

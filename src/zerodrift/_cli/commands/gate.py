@@ -88,7 +88,7 @@ def run(ctx: Context) -> int:
     )
     report = run_gate(request)
     _record(ctx, report)
-    _emit(report, args.format, args.output)
+    _emit(report, args.format, args.output, brief=getattr(args, "quiet", 0) > 0)
     return ExitCode.FINDINGS if report.rejected else ExitCode.OK
 
 
@@ -124,12 +124,12 @@ def _record(ctx: Context, report: GateReport) -> None:
     ctx.record("gate.run", args.env or "*", details)
 
 
-def _emit(report: GateReport, fmt: str, output: Path | None) -> None:
+def _emit(report: GateReport, fmt: str, output: Path | None, *, brief: bool) -> None:
     from zerodrift._internal.atomic import write_atomic
     from zerodrift.gate.render import to_json_text, to_junit, to_sarif, to_text
 
     if fmt == "table":
-        body = to_text(report)
+        body = to_text(report, brief=brief)
     elif fmt == "sarif":
         body = to_json_text(to_sarif(report))
     elif fmt == "junit":
@@ -150,5 +150,5 @@ def _emit(report: GateReport, fmt: str, output: Path | None) -> None:
         sys.stdout.write(body)
         return
     write_atomic(output, body.encode("utf-8"))
-    sys.stdout.write(to_text(report) if fmt != "table" else body)
+    sys.stdout.write(to_text(report, brief=brief) if fmt != "table" else body)
     sys.stderr.write(f"report written to {output}\n")
