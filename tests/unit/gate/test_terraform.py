@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.gate import asset
 from zerodrift.errors import ConfigError
-from zerodrift.gate.terraform import check_plan, load_plan
+from zerodrift.gate.terraform import check_plan, load_plan, parse_plan
 from zerodrift.spec.models import TerraformPolicy
 
 
@@ -173,3 +175,18 @@ def test_plan_folder_is_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_plan(tmp_path)
     assert caught.value.reference == "plan-unreadable"
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_truncation_of_a_plan_is_an_error_with_a_position(
+    data: st.DataObject,
+) -> None:
+    raw = asset("plan_update_in_place.json").read_bytes().rstrip()
+    cut = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+    with pytest.raises(ConfigError) as caught:
+        parse_plan(raw[:cut], "cut.json")
+    location = caught.value.location
+    assert location is not None
+    assert location.path == "cut.json"
+    assert location.line is not None
