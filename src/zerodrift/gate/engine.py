@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import cast
 
@@ -64,7 +64,7 @@ class GateInput:
     images: Mapping[str, ImageFacts] | None = None
     trusted_key_ids: frozenset[str] = frozenset()
     plans: Sequence[Plan] = ()
-    manifests: Sequence[Manifest] = field(default_factory=tuple)
+    manifests: Sequence[Manifest] = ()
 
     def where(self, *path: str | int) -> Location:
         """Location of a spec key path."""
