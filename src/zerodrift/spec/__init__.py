@@ -4,6 +4,7 @@ from zerodrift.spec.loader import (
     MAX_SPEC_BYTES,
     LoadedSpec,
     SpecError,
+    SpecLocator,
     load_spec,
     parse_spec,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Problem",
     "ResolvedService",
     "SpecError",
+    "SpecLocator",
     "check_references",
     "json_schema",
     "load_spec",

@@ -8,7 +8,7 @@ the way a compiler does, so a user fixes a spec in one pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,14 @@ from zerodrift.errors import ConfigError, Location
 from zerodrift.spec.models import Fleet
 from zerodrift.spec.references import FieldPath, Problem, check_references
 
-__all__ = ["MAX_SPEC_BYTES", "LoadedSpec", "SpecError", "load_spec", "parse_spec"]
+__all__ = [
+    "MAX_SPEC_BYTES",
+    "LoadedSpec",
+    "SpecError",
+    "SpecLocator",
+    "load_spec",
+    "parse_spec",
+]
 
 MAX_SPEC_BYTES = 10 * 1024 * 1024
 
@@ -72,11 +79,15 @@ class SpecError(ConfigError):
 
 @dataclass(frozen=True)
 class LoadedSpec:
-    """A validated spec with where it came from and its content digest."""
+    """A validated spec with where it came from and its content digest.
+
+    ``document`` is the parsed YAML with positions, for :class:`SpecLocator`.
+    """
 
     fleet: Fleet
     path: Path
     digest: str
+    document: Any = field(default=None, repr=False, compare=False)
 
 
 def load_spec(path: Path) -> LoadedSpec:
@@ -138,7 +149,31 @@ def parse_spec(raw: bytes, name: str, *, path: Path | None = None) -> LoadedSpec
     if problems:
         raise SpecError(name, [_locate_problem(p, document, name) for p in problems])
     digest = canonical_digest(fleet.model_dump(mode="json", by_alias=True))
-    return LoadedSpec(fleet, path or Path(name), digest)
+    return LoadedSpec(fleet, path or Path(name), digest, document)
+
+
+class SpecLocator:
+    """Finds the line and column of key paths in the spec, for reports.
+
+    Args:
+        source: The spec text, or an already parsed ``LoadedSpec.document``.
+        name: How reports name the file.
+    """
+
+    def __init__(self, source: str | CommentedMap, name: str) -> None:
+        self.name = name
+        self._document: Any = source
+        if isinstance(source, str):
+            try:
+                self._document = _parse_yaml(source, name)
+            except SpecError:
+                self._document = None
+
+    def __call__(self, path: FieldPath) -> Location:
+        """Locate ``path`` (e.g. ``("images", "web")``); unknown keys give line 1."""
+        if self._document is None:
+            return Location(self.name, field=".".join(str(p) for p in path) or None)
+        return _position(self._document, path, self.name)
 
 
 def _decode(raw: bytes, name: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -33,15 +33,23 @@ __all__ = [
     "Environment",
     "Fleet",
     "Flow",
+    "GATE_RULES",
+    "GateWaiver",
     "HealthCheck",
     "Image",
+    "CommitPolicy",
+    "DEFAULT_IMMUTABLE_TYPES",
+    "Policy",
+    "PolicyOverride",
     "Port",
     "Resources",
+    "RuleMode",
     "ResponseMode",
     "Rollout",
     "Secret",
     "Service",
     "ServiceOverride",
+    "TerraformPolicy",
     "Trust",
     "Volume",
     "Waiver",
@@ -355,6 +363,146 @@ class Trust(_Model):
     )
 
 
+# --- Gate policy ----------------------------------------------------------
+
+RuleMode = Literal["enforce", "warn", "off"]
+
+GateRuleId = Literal[
+    "spec-valid",
+    "spec-committed",
+    "commit-signed",
+    "waiver-expired",
+    "image-in-store",
+    "image-signed",
+    "image-provenance",
+    "image-sbom",
+    "image-golden-manifest",
+    "image-provenance-ancestor",
+    "image-promotion",
+    "image-hardening",
+    "plan-immutable-update",
+    "plan-inventory",
+    "manifest-image-digest",
+    "manifest-privilege-escalation",
+    "manifest-privileged",
+    "manifest-host-path",
+    "manifest-readonly-root",
+    "manifest-pods-exec",
+]
+
+GATE_RULES: tuple[str, ...] = get_args(GateRuleId)
+"""Identifiers of the rules ``zerodrift gate`` evaluates (see docs/gate.md)."""
+
+# Compute resources whose in-place update breaks "replace, never patch".
+DEFAULT_IMMUTABLE_TYPES: tuple[str, ...] = (
+    "aws_instance",
+    "aws_launch_template",
+    "aws_launch_configuration",
+    "aws_autoscaling_group",
+    "aws_ecs_task_definition",
+    "aws_lambda_function",
+    "google_compute_instance",
+    "google_compute_instance_template",
+    "google_compute_instance_group_manager",
+    "google_compute_region_instance_group_manager",
+    "google_cloud_run_v2_service",
+    "azurerm_linux_virtual_machine",
+    "azurerm_windows_virtual_machine",
+    "azurerm_virtual_machine",
+    "azurerm_linux_virtual_machine_scale_set",
+    "azurerm_windows_virtual_machine_scale_set",
+    "azurerm_orchestrated_virtual_machine_scale_set",
+    "azurerm_container_group",
+)
+
+
+class GateWaiver(_Model):
+    """An accepted gate failure: names a rule, a reason and an expiry date.
+
+    An expired waiver no longer applies and is itself reported as a failure
+    (rule ``waiver-expired``), so stale exceptions cannot linger.
+    """
+
+    rule: GateRuleId = Field(description="the rule identifier this waiver accepts")
+    target: str = Field(
+        default="*",
+        min_length=1,
+        description="what the waiver covers, as shown in gate results "
+        "(image name, resource address, Kind/namespace/name#container); "
+        "'*' matches any run of characters",
+    )
+    environments: list[Name] = Field(
+        default_factory=list, description="limit to these environments; empty = all"
+    )
+    reason: str = Field(min_length=10, description="why the risk is accepted")
+    expires: date = Field(description="last day the waiver applies (UTC)")
+
+
+class TerraformPolicy(_Model):
+    """What the gate accepts in Terraform plans."""
+
+    immutable_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_IMMUTABLE_TYPES),
+        description="resource types that must be replaced, never updated in place",
+    )
+    extra_immutable_types: list[str] = Field(
+        default_factory=list,
+        description="added to immutable_types (keeps the defaults)",
+    )
+    inventory: list[str] | None = Field(
+        default=None,
+        description="declared resource addresses a plan may change ('*' is a "
+        "wildcard; 'aws_instance.web' also covers aws_instance.web[0]); unset "
+        "means no inventory is declared and the rule is skipped",
+    )
+
+    def immutable(self) -> frozenset[str]:
+        """Every resource type that counts as immutable."""
+        return frozenset(self.immutable_types) | frozenset(self.extra_immutable_types)
+
+
+class CommitPolicy(_Model):
+    """Who may sign the commit the gate runs on."""
+
+    allowed_signers: str | None = Field(
+        default=None,
+        description="SSH allowed-signers file (git's gpg.ssh.allowedSignersFile "
+        "format), relative to the project",
+    )
+    allowed_keys: list[str] = Field(
+        default_factory=list,
+        description="OpenPGP fingerprints or SSH key fingerprints (SHA256:...) "
+        "allowed to sign; empty = any key git reports as good",
+    )
+
+
+class PolicyOverride(_Model):
+    """Rule modes for one environment, applied over the policy's own."""
+
+    rules: dict[GateRuleId, RuleMode] = Field(default_factory=dict)
+
+
+class Policy(_Model):
+    """What ``zerodrift gate`` enforces; every setting has a safe default."""
+
+    rules: dict[GateRuleId, RuleMode] = Field(
+        default_factory=dict,
+        description="rule -> enforce | warn | off; unlisted rules keep their "
+        "default (enforce, except commit-signed which is off)",
+    )
+    environments: dict[Name, PolicyOverride] = Field(
+        default_factory=dict, description="per-environment rule modes"
+    )
+    waivers: list[GateWaiver] = Field(default_factory=list)
+    promotion: dict[Name, list[Name]] = Field(
+        default_factory=dict,
+        description="environment -> environments where the same image digest "
+        "must have been deployed and verified first (e.g. prod: [staging])",
+    )
+    terraform: TerraformPolicy = Field(default_factory=TerraformPolicy)
+    commits: CommitPolicy = Field(default_factory=CommitPolicy)
+
+
 class Fleet(_Model):
     """The whole fleet spec."""
 
@@ -364,3 +512,4 @@ class Fleet(_Model):
     services: dict[Name, Service] = Field(default_factory=dict)
     environments: dict[Name, Environment] = Field(default_factory=dict)
     trust: Trust = Field(default_factory=Trust)
+    policy: Policy = Field(default_factory=Policy)

@@ -33,6 +33,7 @@ def check_references(fleet: Fleet) -> list[Problem]:
     problems += _check_services(fleet)
     problems += _check_environments(fleet)
     problems += _check_trust(fleet)
+    problems += _check_policy(fleet)
     return problems
 
 
@@ -173,6 +174,42 @@ def _check_trust(fleet: Fleet) -> list[Problem]:
                         (*path, index),
                         f"trust names unknown key {key!r}",
                         _known(fleet.trust.keys),
+                    )
+                )
+    return problems
+
+
+def _check_policy(fleet: Fleet) -> list[Problem]:
+    policy = fleet.policy
+    known = fleet.environments
+    problems = [
+        Problem(
+            ("policy", "environments", env),
+            f"unknown environment {env!r}",
+            _known(known),
+        )
+        for env in policy.environments
+        if env not in known
+    ]
+    for env, sources in policy.promotion.items():
+        for index, source in enumerate([env, *sources]):
+            if source not in known:
+                path: FieldPath = (
+                    ("policy", "promotion", env)
+                    if index == 0
+                    else ("policy", "promotion", env, index - 1)
+                )
+                problems.append(
+                    Problem(path, f"unknown environment {source!r}", _known(known))
+                )
+    for index, waiver in enumerate(policy.waivers):
+        for env in waiver.environments:
+            if env not in known:
+                problems.append(
+                    Problem(
+                        ("policy", "waivers", index, "environments"),
+                        f"waiver names unknown environment {env!r}",
+                        _known(known),
                     )
                 )
     return problems
