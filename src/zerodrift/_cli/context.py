@@ -15,7 +15,7 @@ from securesystemslib.signer import CryptoSigner
 from zerodrift._internal.identity import GitState, git_state
 from zerodrift.errors import ConfigError
 from zerodrift.govern.audit import AuditRecord, AuditTrail
-from zerodrift.project import STATE_DIR, Project
+from zerodrift.project import Project
 from zerodrift.protect.keys import (
     PASSPHRASE_ENV,
     PublicKey,
@@ -81,7 +81,7 @@ class Context:
     @property
     def witness_path(self) -> Path:
         """The file mirroring the newest signed audit checkpoint."""
-        return self.project.root / STATE_DIR / "audit-witness.json"
+        return self.project.witness_path
 
     def trusted_keys(self, environment: str | None = None) -> list[PublicKey]:
         """Public keys the spec trusts (for one environment, or any).

@@ -19,7 +19,13 @@ from securesystemslib.signer import Signer
 from zerodrift.errors import VerificationError
 from zerodrift.protect.keys import PublicKey
 
-__all__ = ["envelope_from_json", "envelope_to_json", "sign_payload", "verify_envelope"]
+__all__ = [
+    "decode_payload",
+    "envelope_from_json",
+    "envelope_to_json",
+    "sign_payload",
+    "verify_envelope",
+]
 
 
 def sign_payload(payload: bytes, payload_type: str, signer: Signer) -> dict[str, Any]:
