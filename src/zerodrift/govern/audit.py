@@ -416,7 +416,11 @@ def _filtered(query: Select[Any], flt: RecordFilter) -> Select[Any]:
     c = audit_records.c
     if flt.action:
         # "build" matches "build" and "build.*"; an exact dotted name matches itself.
-        query = query.where((c.action == flt.action) | c.action.like(f"{flt.action}.%"))
+        pattern = flt.action.replace("\\", "\\\\").replace("%", "\\%")
+        pattern = pattern.replace("_", "\\_") + ".%"
+        query = query.where(
+            (c.action == flt.action) | c.action.like(pattern, escape="\\")
+        )
     if flt.subject:
         query = query.where(c.subject == flt.subject)
     if flt.actor:

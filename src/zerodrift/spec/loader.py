@@ -294,7 +294,8 @@ def _locate_validation(
         path: FieldPath = tuple(error["loc"])
         message, hint = _explain(error)
         located.append((_position(document, path, name), message, hint))
-    return located
+    # In file order, the way a compiler lists errors.
+    return sorted(located, key=lambda item: (item[0].line or 0, item[0].column or 0))
 
 
 def _explain(error: Any) -> tuple[str, str | None]:

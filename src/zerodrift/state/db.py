@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -318,6 +319,16 @@ def _prepare_sqlite_folder(url: str) -> None:
             hint="check the permissions of the project folder",
             reference="database-unavailable",
         ) from exc
+    # SQLite in WAL mode writes a shared-memory file next to the database
+    # even to read it, so a read-only folder fails every command: say so.
+    if not os.access(folder, os.W_OK):
+        raise OperationalError(
+            f"state folder {folder} is read-only",
+            hint="zerodrift needs to write its state database there; fix the "
+            "folder's permissions or mount, or point ZERODRIFT_DATABASE_URL "
+            "elsewhere",
+            reference="database-read-only",
+        )
 
 
 def _configure_sqlite(engine: Engine) -> None:
