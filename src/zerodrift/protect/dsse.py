@@ -8,6 +8,7 @@ holds, so a signature over one kind can never be replayed as another.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -48,7 +49,7 @@ def envelope_from_json(text: str | bytes) -> dict[str, Any]:
     """
     try:
         data = json.loads(text)
-        Envelope.from_dict(dict(data))
+        Envelope.from_dict(copy.deepcopy(dict(data)))
     except (ValueError, KeyError, TypeError) as exc:
         raise VerificationError(
             "not a DSSE envelope", reference="envelope-malformed"
@@ -70,7 +71,8 @@ def verify_envelope(
             ``threshold`` trusted keys signed it.
     """
     try:
-        parsed = Envelope.from_dict(dict(envelope))
+        # A deep copy: securesystemslib consumes the signature dicts it parses.
+        parsed = Envelope.from_dict(copy.deepcopy(dict(envelope)))
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationError(
             "not a DSSE envelope", reference="envelope-malformed"
