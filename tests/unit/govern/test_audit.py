@@ -63,7 +63,8 @@ def trail(db: Database) -> AuditTrail:
 
 def fill(trail: AuditTrail, count: int) -> list[AuditRecord]:
     return [
-        trail.append(f"step.{n % 3}", f"thing-{n}", {"n": n}) for n in range(1, count + 1)
+        trail.append(f"step.{n % 3}", f"thing-{n}", {"n": n})
+        for n in range(1, count + 1)
     ]
 
 
@@ -73,10 +74,14 @@ def row_of(record: AuditRecord) -> dict[str, object]:
     return row
 
 
-def bad_seq(trail: AuditTrail, keys: list[PublicKey], witness: Path | None = None) -> int | None:
+def bad_seq(
+    trail: AuditTrail, keys: list[PublicKey], witness: Path | None = None
+) -> int | None:
     with pytest.raises((AuditTamperedError, CheckpointUntrustedError)) as caught:
         trail.verify(keys, witness)
-    return caught.value.seq  # type: ignore[union-attr]
+    error = caught.value
+    assert isinstance(error, (AuditTamperedError, CheckpointUntrustedError))
+    return error.seq
 
 
 # --- appending and reading ------------------------------------------------
@@ -87,7 +92,11 @@ def test_records_chain_from_genesis(trail: AuditTrail) -> None:
     assert (first.seq, first.prev_hash) == (1, GENESIS_HASH)
     assert second.prev_hash == first.hash
     assert first.hash == record_hash(first.hashed_fields())
-    assert (first.actor, first.git_commit, first.git_dirty) == ("alice", "a" * 40, False)
+    assert (first.actor, first.git_commit, first.git_dirty) == (
+        "alice",
+        "a" * 40,
+        False,
+    )
 
 
 def test_stored_records_read_back_identical(trail: AuditTrail) -> None:
@@ -151,7 +160,9 @@ def test_modified_record(trail: AuditTrail, db: Database) -> None:
     assert bad_seq(trail, []) == 3
 
 
-def test_modified_record_with_its_hash_recomputed(trail: AuditTrail, db: Database) -> None:
+def test_modified_record_with_its_hash_recomputed(
+    trail: AuditTrail, db: Database
+) -> None:
     records = fill(trail, 5)
     forged = records[2].hashed_fields() | {"details": {"n": 999}}
     with db.write() as conn:
@@ -307,9 +318,7 @@ def test_corrupt_witness(
         trail.verify([public], witness)
 
 
-def test_checkpoint_with_an_ed25519_key(
-    trail: AuditTrail, tmp_path: Path
-) -> None:
+def test_checkpoint_with_an_ed25519_key(trail: AuditTrail, tmp_path: Path) -> None:
     signer, public = make_key(tmp_path, "ed", "ed25519")
     fill(trail, 3)
     checkpoint = trail.checkpoint(signer)

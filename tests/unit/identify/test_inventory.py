@@ -45,7 +45,9 @@ def test_all_environments() -> None:
     inv = inventory()
     assert inv.environments == ["dev", "prod", "staging"]
     assert len(inv.services) == 9
-    prod_web = next(s for s in inv.services if s.environment == "prod" and s.name == "web")
+    prod_web = next(
+        s for s in inv.services if s.environment == "prod" and s.name == "web"
+    )
     assert prod_web.replicas == 3
 
 
@@ -145,7 +147,10 @@ def test_snapshots_are_recorded(database_url: str) -> None:
     db = Database.open(database_url)
     try:
         first = record_snapshot(
-            db, inventory("prod"), taken_at="2026-01-01T00:00:00.000000Z", git_commit=None
+            db,
+            inventory("prod"),
+            taken_at="2026-01-01T00:00:00.000000Z",
+            git_commit=None,
         )
         second = record_snapshot(
             db, inventory(), taken_at="2026-01-02T00:00:00.000000Z", git_commit="c" * 40

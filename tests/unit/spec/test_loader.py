@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from zerodrift.errors import ConfigError, Location
-from zerodrift.spec import MAX_SPEC_BYTES, SpecError, load_spec, parse_spec
+from zerodrift.spec import MAX_SPEC_BYTES, LoadedSpec, SpecError, load_spec, parse_spec
 
 
 def example_text(name: str = "shop") -> str:
@@ -24,7 +24,7 @@ HEAD = "version: 1\nname: shop\n"
 IMAGE = "images:\n  app: {}\n"
 
 
-def load_text(tmp_path: Path, text: str | bytes) -> object:
+def load_text(tmp_path: Path, text: str | bytes) -> LoadedSpec:
     path = tmp_path / "fleet.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return load_spec(path)
@@ -48,14 +48,14 @@ def test_example_spec_loads_with_its_services_and_environments(
     tmp_path: Path,
 ) -> None:
     spec = load_text(tmp_path, example_text())
-    fleet = spec.fleet  # type: ignore[attr-defined]
+    fleet = spec.fleet
     assert fleet.name == "shop"
     assert sorted(fleet.services) == ["api", "db", "web"]
     assert sorted(fleet.environments) == ["dev", "prod", "staging"]
     assert fleet.services["web"].talks_to[0].service == "api"
     assert fleet.services["web"].max_age == 7 * 86400
     assert fleet.services["db"].resources.memory == 128 * 1024**2
-    assert spec.digest.startswith("sha256:")  # type: ignore[attr-defined]
+    assert spec.digest.startswith("sha256:")
 
 
 def test_digest_ignores_comments_and_formatting(tmp_path: Path) -> None:
@@ -89,7 +89,8 @@ def test_wrong_type_names_the_field_and_position(tmp_path: Path) -> None:
     loc, message, hint = only_problem(tmp_path, text)
     assert (loc.line, loc.column, loc.field) == (8, 5, "services.web.replicas")
     assert "valid integer" in message
-    assert hint is not None and "spec schema" in hint
+    assert hint is not None
+    assert "spec schema" in hint
 
 
 @pytest.mark.parametrize(
@@ -129,7 +130,8 @@ def test_unknown_key_at_any_depth(
     loc, message, hint = found[0]
     assert (loc.line, loc.column, loc.field) == (line, column, field)
     assert repr(field) in message
-    assert hint is not None and "spelling" in hint
+    assert hint is not None
+    assert "spelling" in hint
 
 
 def test_duplicate_service_name_is_reported_with_its_path(tmp_path: Path) -> None:
@@ -142,7 +144,8 @@ def test_duplicate_service_name_is_reported_with_its_path(tmp_path: Path) -> Non
     loc, message, hint = only_problem(tmp_path, text)
     assert message == "duplicate key 'web'"
     assert (loc.line, loc.column, loc.field) == (10, 3, "services.web")
-    assert hint is not None and "unique" in hint
+    assert hint is not None
+    assert "unique" in hint
 
 
 def test_duplicate_nested_key_is_reported_with_its_path(tmp_path: Path) -> None:
@@ -195,7 +198,7 @@ def test_flow_by_port_number_is_accepted(tmp_path: Path) -> None:
         + "  api:\n    image: app\n    ports: [{name: http, port: 8080}]\n"
     )
     spec = load_text(tmp_path, text)
-    assert spec.fleet.services["web"].talks_to[0].port == 8080  # type: ignore[attr-defined]
+    assert spec.fleet.services["web"].talks_to[0].port == 8080
 
 
 def test_override_of_unknown_service(tmp_path: Path) -> None:
@@ -314,7 +317,8 @@ def test_empty_file(tmp_path: Path) -> None:
     loc, message, hint = only_problem(tmp_path, "")
     assert message == "the spec is empty"
     assert (loc.line, loc.column) == (1, 1)
-    assert hint is not None and "version: 1" in hint
+    assert hint is not None
+    assert "version: 1" in hint
 
 
 @pytest.mark.parametrize("text", ["- web\n- api\n", "just text\n", "42\n"])
@@ -351,6 +355,9 @@ def test_missing_file(tmp_path: Path) -> None:
     assert "zerodrift init" in (caught.value.hint or "")
 
 
+SPELLING = "check the spelling; 'zerodrift spec schema' lists every allowed key"
+
+
 def test_diagnostics_list_every_problem_with_location(tmp_path: Path) -> None:
     text = HEAD + "colour: blue\nimages:\n  app: {bsae: x}\n"
     with pytest.raises(SpecError) as caught:
@@ -360,8 +367,23 @@ def test_diagnostics_list_every_problem_with_location(tmp_path: Path) -> None:
     assert f"--> {path}:3:1 (colour)" in text_out
     assert f"--> {path}:5:9 (images.app.bsae)" in text_out
     assert text_out.endswith(f"{path}: 2 problems")
+    assert [p[0].field for p in caught.value.problems] == ["colour", "images.app.bsae"]
     as_json = caught.value.to_dict()
-    assert [p["field"] for p in as_json["problems"]] == [  # type: ignore[union-attr]
-        "colour",
-        "images.app.bsae",
+    assert as_json["problems"] == [
+        {
+            "path": str(path),
+            "line": 3,
+            "column": 1,
+            "field": "colour",
+            "message": "unknown key 'colour'",
+            "hint": SPELLING,
+        },
+        {
+            "path": str(path),
+            "line": 5,
+            "column": 9,
+            "field": "images.app.bsae",
+            "message": "unknown key 'images.app.bsae'",
+            "hint": SPELLING,
+        },
     ]
