@@ -7,6 +7,7 @@ operator write at the same time.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import time
 from collections import Counter
@@ -64,9 +65,7 @@ def test_concurrent_processes_never_fork_the_chain(database_url: str) -> None:
         mine = [r.details["n"] for r in records if r.actor == f"writer-{w}"]
         assert mine == list(range(APPENDS))
     # The writers really interleaved, or this test proved nothing.
-    switches = sum(
-        a.actor != b.actor for a, b in zip(records, records[1:], strict=False)
-    )
+    switches = sum(a.actor != b.actor for a, b in itertools.pairwise(records))
     assert switches >= WRITERS, switches
 
 
