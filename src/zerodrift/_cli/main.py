@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=argparse.SUPPRESS,
-        help="more output; -vv for debug logs and tracebacks",
+        help="more output and a traceback with errors; -vv adds debug logs",
     )
     common.add_argument(
         "-q", "--quiet", action="count", default=argparse.SUPPRESS, help="less output"
