@@ -188,3 +188,23 @@ def test_checkpoint_without_passphrase_or_terminal(
     result = cli("audit", "checkpoint", cwd=project)
     assert result.code == ExitCode.CONFIG
     assert "error[key-passphrase-missing]" in result.err
+
+
+def test_periodic_checkpoint_is_signed_when_due(
+    project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("zerodrift._cli.context.CHECKPOINT_INTERVAL", 2)
+    grow(project, cli, 1)  # spec.changed + inventory.snapshot: two records
+    data = json.loads(cli("audit", "verify", "--format", "json", cwd=project).out)
+    assert (data["checkpoints"], data["last_checkpoint_seq"]) == (2, 3)
+
+
+def test_periodic_checkpoint_failure_does_not_fail_the_action(
+    project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("zerodrift._cli.context.CHECKPOINT_INTERVAL", 1)
+    monkeypatch.setenv("ZERODRIFT_KEY_PASSPHRASE", "not-the-right-one")
+    result = cli("inventory", "--format", "json", cwd=project)
+    assert result.code == ExitCode.OK, result.err
+    assert "audit checkpoint due but not signed (key-passphrase-wrong)" in result.err
+    assert "not-the-right-one" not in result.err
