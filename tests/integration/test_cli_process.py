@@ -103,3 +103,36 @@ def test_init_works_offline(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.OK, result.stderr
     verify = run_offline("audit", "verify", cwd=tmp_path / "shop")
     assert verify.returncode == ExitCode.OK, verify.stderr
+
+
+_SLOW_INIT = """
+import sys, time
+import zerodrift._cli.commands.init as init
+
+def slow_key(algorithm):
+    sys.stderr.write("generating\\n")
+    sys.stderr.flush()
+    time.sleep(60)
+
+init.generate_private_key = slow_key
+from zerodrift._cli.main import entrypoint
+sys.argv = ["zerodrift", "init", sys.argv[1]]
+entrypoint()
+"""
+
+
+def test_sigterm_during_init_leaves_nothing(tmp_path: Path) -> None:
+    """A cancelled CI job stops init half-way: it exits 130 and cleans up."""
+    target = tmp_path / "new" / "shop"
+    process = subprocess.Popen(
+        [ZERODRIFT[0], "-c", _SLOW_INIT, str(target)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    assert process.stderr.readline() == "generating\n"
+    assert any(tmp_path.rglob(".zerodrift-init-*")), "staging exists mid-way"
+    process.terminate()
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED
+    assert "interrupted" in process.stderr.read()
+    assert list(tmp_path.iterdir()) == []
