@@ -15,6 +15,7 @@ signing key name    ``ZERODRIFT_KEY``           ``project``
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,12 +25,50 @@ from typing import Any
 from zerodrift.errors import ConfigError, Location
 from zerodrift.spec import LoadedSpec, load_spec
 
-__all__ = ["CONFIG_FILE", "SPEC_FILE", "STATE_DIR", "Project"]
+__all__ = ["CONFIG_FILE", "SPEC_FILE", "STATE_DIR", "WITNESS_FILE", "Project"]
 
 SPEC_FILE = "fleet.yaml"
 CONFIG_FILE = "zerodrift.toml"
 STATE_DIR = ".zerodrift"
+WITNESS_FILE = "audit-witness.json"
+_KEY_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _CONFIG_KEYS = {"state": {"url"}, "keys": {"name"}}
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
+
+
+def _check_config(data: dict[str, Any], path: Path) -> None:
+    """Refuse unknown sections, unknown keys and values that are not text.
+
+    Raises:
+        ConfigError: The first problem found, naming the setting.
+    """
+    known = ", ".join(
+        f"[{section}] {', '.join(sorted(keys))}"
+        for section, keys in _CONFIG_KEYS.items()
+    )
+    for section, values in data.items():
+        allowed = _CONFIG_KEYS.get(section)
+        if allowed is None or not isinstance(values, dict):
+            raise ConfigError(
+                f"unknown section [{section}] in {CONFIG_FILE}",
+                hint=f"known settings: {known}",
+                location=Location(str(path), field=section),
+                reference="config-invalid",
+            )
+        for key, value in values.items():
+            if key not in allowed:
+                raise ConfigError(
+                    f"unknown setting {key!r} in [{section}] of {CONFIG_FILE}",
+                    hint=f"known settings: {known}",
+                    location=Location(str(path), field=f"{section}.{key}"),
+                    reference="config-invalid",
+                )
+            if not isinstance(value, str) or not value:
+                raise ConfigError(
+                    f"setting {key!r} in [{section}] must be a non-empty string",
+                    location=Location(str(path), field=f"{section}.{key}"),
+                    reference="config-invalid",
+                )
 
 
 @dataclass
@@ -68,6 +107,11 @@ class Project:
         """The local state folder (git-ignored)."""
         return self.root / STATE_DIR
 
+    @property
+    def witness_path(self) -> Path:
+        """The file mirroring the newest signed audit checkpoint."""
+        return self.state_dir / WITNESS_FILE
+
     @cached_property
     def config(self) -> dict[str, Any]:
         """The optional ``zerodrift.toml`` settings.
@@ -80,24 +124,20 @@ class Project:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise ConfigError(
-                f"{path} is not valid TOML: {exc}",
-                location=Location(str(path)),
+                f"cannot read {path}: {exc.strerror}", reference="config-unreadable"
+            ) from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            where = _TOML_POSITION.search(str(exc))
+            line, column = (int(where[1]), int(where[2])) if where else (None, None)
+            raise ConfigError(
+                f"{CONFIG_FILE} is not valid TOML: {_TOML_POSITION.sub('', str(exc))}",
+                hint="see the configuration table in the README",
+                location=Location(str(path), line, column),
                 reference="config-invalid",
             ) from exc
-        for section, values in data.items():
-            allowed = _CONFIG_KEYS.get(section)
-            if allowed is None or not isinstance(values, dict) or set(values) - allowed:
-                raise ConfigError(
-                    f"unknown setting [{section}] in {path}",
-                    hint="known: "
-                    + ", ".join(
-                        f"[{s}] {', '.join(sorted(k))}" for s, k in _CONFIG_KEYS.items()
-                    ),
-                    location=Location(str(path), field=section),
-                    reference="config-invalid",
-                )
+        _check_config(data, path)
         return data
 
     @property
@@ -106,18 +146,36 @@ class Project:
         url = self.environ.get("ZERODRIFT_DATABASE_URL") or self.config.get(
             "state", {}
         ).get("url")
-        if url:
-            return str(url)
-        return f"sqlite:///{self.state_dir / 'state.db'}"
+        if not url:
+            return f"sqlite:///{self.state_dir / 'state.db'}"
+        # A relative SQLite path means relative to the project, not to
+        # wherever the command happens to run.
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            relative = url[len(prefix) :]
+            if relative and not relative.startswith(":memory:"):
+                return prefix + str(self.root / relative)
+        return str(url)
 
     @property
     def key_name(self) -> str:
-        """Name of the key this project signs with."""
-        return str(
+        """Name of the key this project signs with.
+
+        Raises:
+            ConfigError: The configured name could escape the keys folder.
+        """
+        name = str(
             self.environ.get("ZERODRIFT_KEY")
             or self.config.get("keys", {}).get("name")
             or "project"
         )
+        if not _KEY_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{name!r} is not a valid key name",
+                hint="use lower-case letters, digits and '-', starting with a letter",
+                reference="key-name-invalid",
+            )
+        return name
 
     @property
     def private_key_path(self) -> Path:

@@ -13,9 +13,9 @@ from typing import Any
 from securesystemslib.signer import CryptoSigner
 
 from zerodrift._internal.identity import GitState, git_state
-from zerodrift.errors import ConfigError
+from zerodrift.errors import ConfigError, ZerodriftError
 from zerodrift.govern.audit import AuditRecord, AuditTrail
-from zerodrift.project import STATE_DIR, Project
+from zerodrift.project import Project
 from zerodrift.protect.keys import (
     PASSPHRASE_ENV,
     PublicKey,
@@ -81,7 +81,7 @@ class Context:
     @property
     def witness_path(self) -> Path:
         """The file mirroring the newest signed audit checkpoint."""
-        return self.project.root / STATE_DIR / "audit-witness.json"
+        return self.project.witness_path
 
     def trusted_keys(self, environment: str | None = None) -> list[PublicKey]:
         """Public keys the spec trusts (for one environment, or any).
@@ -140,7 +140,17 @@ class Context:
         ):
             _logger.debug("audit checkpoint due but the key needs a prompt; skipped")
             return
-        self.audit.checkpoint(self.signer(), self.witness_path)
+        # The action itself succeeded and is recorded; a periodic checkpoint
+        # that cannot be signed must not turn that into a failure.
+        try:
+            self.audit.checkpoint(self.signer(), self.witness_path)
+        except ZerodriftError as exc:
+            _logger.warning(
+                "audit checkpoint due but not signed (%s): %s; run "
+                "'zerodrift audit checkpoint'",
+                exc.reference,
+                exc.message,
+            )
 
     def close(self) -> None:
         """Release database connections."""

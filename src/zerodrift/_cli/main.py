@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=argparse.SUPPRESS,
-        help="more output; -vv for debug logs and tracebacks",
+        help="more output and a traceback with errors; -vv adds debug logs",
     )
     common.add_argument(
         "-q", "--quiet", action="count", default=argparse.SUPPRESS, help="less output"
@@ -155,6 +156,13 @@ def _configure_logging(verbosity: int) -> None:
     _logger.propagate = False
 
 
+def _stop(signum: int, _frame: object) -> None:
+    # SIGTERM (a CI job cancelled, `timeout`, systemd) unwinds like Ctrl-C, so
+    # every clean-up path runs and nothing is left half-written.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def entrypoint() -> NoReturn:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _stop)
     sys.exit(main())

@@ -7,6 +7,7 @@ carries ``schema_version`` and ``kind`` so consumers can rely on its shape.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -14,19 +15,41 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["JSON_SCHEMA_VERSION", "console", "emit_json", "emit_jsonl", "table"]
+__all__ = [
+    "JSON_SCHEMA_VERSION",
+    "PIPE_WIDTH",
+    "console",
+    "emit_json",
+    "emit_jsonl",
+    "err_console",
+    "table",
+]
 
 JSON_SCHEMA_VERSION = 1
 
+# Width of tables written to a pipe or file. Rich would assume 80 columns and
+# squeeze every cell into an ellipsis; a log file or `| less -S` has room.
+PIPE_WIDTH = 200
+
+
+def _width(stream: object) -> int | None:
+    """Return the width to force, or ``None`` to let rich measure a terminal."""
+    isatty = getattr(stream, "isatty", None)
+    if (callable(isatty) and isatty()) or os.environ.get("COLUMNS"):
+        return None
+    return PIPE_WIDTH
+
 
 def console() -> Console:
-    """A console on stdout that degrades to plain text when piped."""
-    return Console(file=sys.stdout, soft_wrap=True, highlight=False)
+    """A console on stdout that degrades to plain, wide text when piped."""
+    return Console(
+        file=sys.stdout, soft_wrap=True, highlight=False, width=_width(sys.stdout)
+    )
 
 
 def err_console() -> Console:
     """A console on stderr, for progress and notes."""
-    return Console(file=sys.stderr, highlight=False)
+    return Console(file=sys.stderr, highlight=False, width=_width(sys.stderr))
 
 
 def emit_json(kind: str, data: dict[str, Any]) -> None:

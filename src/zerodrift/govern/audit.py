@@ -34,7 +34,12 @@ from zerodrift._internal.atomic import write_atomic
 from zerodrift._internal.canonical import canonical_json, sha256_hex
 from zerodrift._internal.identity import GitState, ci_identity, os_user
 from zerodrift.errors import IntegrityError, VerificationError
-from zerodrift.protect.dsse import envelope_to_json, sign_payload, verify_envelope
+from zerodrift.protect.dsse import (
+    decode_payload,
+    envelope_to_json,
+    sign_payload,
+    verify_envelope,
+)
 from zerodrift.protect.keys import PublicKey
 from zerodrift.state import Database, utc_now
 from zerodrift.state.schema import audit_checkpoints, audit_records
@@ -45,6 +50,7 @@ __all__ = [
     "AuditRecord",
     "AuditTamperedError",
     "AuditTrail",
+    "CheckpointUntrustedError",
     "Checkpoint",
     "ChainSummary",
     "RecordFilter",
@@ -70,6 +76,20 @@ class AuditTamperedError(IntegrityError):
             or "treat the audit trail as compromised: "
             "preserve the database and investigate",
         )
+        self.seq = seq
+
+
+class CheckpointUntrustedError(VerificationError):
+    """A checkpoint or the witness is not signed by a trusted key.
+
+    ``seq`` is the record the checkpoint claims to cover, read from its
+    unverified payload for the report only.
+    """
+
+    reference = "audit-checkpoint-untrusted"
+
+    def __init__(self, message: str, *, seq: int | None, hint: str | None = None):
+        super().__init__(message, hint=hint)
         self.seq = seq
 
 
@@ -273,8 +293,10 @@ class AuditTrail:
     def checkpoint(self, signer: Signer, witness: Path | None = None) -> Checkpoint:
         """Sign the current head, store the checkpoint, update the witness file.
 
+        An empty trail is checkpointed as record 0 with the genesis hash; such
+        a checkpoint claims nothing when verified.
+
         Raises:
-            ConfigError: The trail is empty.
             OperationalError: The database or the witness file failed.
         """
         seq, head_hash = self.head()
@@ -314,7 +336,8 @@ class AuditTrail:
 
         Raises:
             AuditTamperedError: Any step failed; names the first bad record.
-            VerificationError: A checkpoint's signature is not trusted.
+            CheckpointUntrustedError: A checkpoint or the witness is not signed
+                by a trusted key (forged, or signed by a key no longer trusted).
             OperationalError: The database failed.
         """
         checkpoints = self.checkpoints()
@@ -363,10 +386,12 @@ class AuditTrail:
                     envelope, keys, payload_type=CHECKPOINT_PAYLOAD_TYPE
                 )
             except VerificationError as exc:
-                raise VerificationError(
+                raise CheckpointUntrustedError(
                     f"{label}: {exc.message}",
-                    hint=exc.hint,
-                    reference="audit-checkpoint-untrusted",
+                    seq=_claimed_seq(envelope),
+                    hint=(exc.hint or "")
+                    + "; a forged checkpoint means the trail was tampered with, "
+                    "a retired key must stay listed under 'trust.keys'",
                 ) from exc
             claim = json.loads(payload)
             seq, head_hash = int(claim["seq"]), str(claim["head_hash"])
@@ -379,11 +404,23 @@ class AuditTrail:
         return claims
 
 
+def _claimed_seq(envelope: Any) -> int | None:
+    """Read the record number an envelope claims, WITHOUT verifying it."""
+    try:
+        return int(json.loads(decode_payload(envelope))["seq"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _filtered(query: Select[Any], flt: RecordFilter) -> Select[Any]:
     c = audit_records.c
     if flt.action:
         # "build" matches "build" and "build.*"; an exact dotted name matches itself.
-        query = query.where((c.action == flt.action) | c.action.like(f"{flt.action}.%"))
+        pattern = flt.action.replace("\\", "\\\\").replace("%", "\\%")
+        pattern = pattern.replace("_", "\\_") + ".%"
+        query = query.where(
+            (c.action == flt.action) | c.action.like(pattern, escape="\\")
+        )
     if flt.subject:
         query = query.where(c.subject == flt.subject)
     if flt.actor:

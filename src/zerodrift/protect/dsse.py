@@ -8,6 +8,7 @@ holds, so a signature over one kind can never be replayed as another.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,13 @@ from securesystemslib.signer import Signer
 from zerodrift.errors import VerificationError
 from zerodrift.protect.keys import PublicKey
 
-__all__ = ["envelope_from_json", "envelope_to_json", "sign_payload", "verify_envelope"]
+__all__ = [
+    "decode_payload",
+    "envelope_from_json",
+    "envelope_to_json",
+    "sign_payload",
+    "verify_envelope",
+]
 
 
 def sign_payload(payload: bytes, payload_type: str, signer: Signer) -> dict[str, Any]:
@@ -42,7 +49,7 @@ def envelope_from_json(text: str | bytes) -> dict[str, Any]:
     """
     try:
         data = json.loads(text)
-        Envelope.from_dict(dict(data))
+        Envelope.from_dict(copy.deepcopy(dict(data)))
     except (ValueError, KeyError, TypeError) as exc:
         raise VerificationError(
             "not a DSSE envelope", reference="envelope-malformed"
@@ -64,7 +71,8 @@ def verify_envelope(
             ``threshold`` trusted keys signed it.
     """
     try:
-        parsed = Envelope.from_dict(dict(envelope))
+        # A deep copy: securesystemslib consumes the signature dicts it parses.
+        parsed = Envelope.from_dict(copy.deepcopy(dict(envelope)))
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationError(
             "not a DSSE envelope", reference="envelope-malformed"

@@ -30,6 +30,7 @@ __all__ = [
     "PASSPHRASE_ENV",
     "KeyAlgorithm",
     "PublicKey",
+    "check_passphrase",
     "generate_private_key",
     "key_id",
     "load_public_key",
@@ -76,6 +77,20 @@ def key_id(public_pem: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def check_passphrase(passphrase: bytes) -> None:
+    """Refuse a passphrase too weak to protect a signing key.
+
+    Raises:
+        ConfigError: The passphrase is shorter than the minimum.
+    """
+    if len(passphrase) < _MIN_PASSPHRASE:
+        raise ConfigError(
+            f"the key passphrase must have at least {_MIN_PASSPHRASE} characters",
+            hint=f"set {PASSPHRASE_ENV} or answer the prompt with a longer one",
+            reference="key-passphrase-weak",
+        )
+
+
 def write_keypair(
     private_key: PrivateKey, private_path: Path, public_path: Path, passphrase: bytes
 ) -> str:
@@ -85,12 +100,7 @@ def write_keypair(
         ConfigError: The passphrase is too short.
         OperationalError: A file could not be written.
     """
-    if len(passphrase) < _MIN_PASSPHRASE:
-        raise ConfigError(
-            f"the key passphrase must have at least {_MIN_PASSPHRASE} characters",
-            hint=f"set {PASSPHRASE_ENV} or answer the prompt with a longer one",
-            reference="key-passphrase-weak",
-        )
+    check_passphrase(passphrase)
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -101,8 +111,15 @@ def write_keypair(
     )
     private_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     public_path.parent.mkdir(parents=True, exist_ok=True)
+    had_private = private_path.exists()
     write_atomic(private_path, private_pem, mode=0o600)
-    write_atomic(public_path, public_pem, mode=0o644)
+    try:
+        write_atomic(public_path, public_pem, mode=0o644)
+    except BaseException:
+        # Never leave a private key whose public half was not written.
+        if not had_private:
+            private_path.unlink(missing_ok=True)
+        raise
     return key_id(public_pem)
 
 

@@ -8,6 +8,7 @@ the way a compiler does, so a user fixes a spec in one pass.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 MAX_SPEC_BYTES = 10 * 1024 * 1024
+_DUPLICATE = re.compile(r'found duplicate key "(.*?)" with value')
 
 
 class SpecError(ConfigError):
@@ -130,6 +132,18 @@ def parse_spec(raw: bytes, name: str, *, path: Path | None = None) -> LoadedSpec
         )
     text = _decode(raw, name)
     document = _parse_yaml(text, name)
+    if document is None:
+        raise SpecError(
+            name,
+            [
+                (
+                    Location(name, 1, 1),
+                    "the spec is empty",
+                    "start with 'version: 1' and 'name: <fleet>'; "
+                    "'zerodrift init' writes a complete example",
+                )
+            ],
+        )
     if not isinstance(document, dict):
         raise SpecError(
             name,
@@ -142,7 +156,7 @@ def parse_spec(raw: bytes, name: str, *, path: Path | None = None) -> LoadedSpec
             ],
         )
     try:
-        fleet = Fleet.model_validate(_plain(document))
+        fleet = Fleet.model_validate(_plain(document, _Budget(name)))
     except ValidationError as exc:
         raise SpecError(name, _locate_validation(exc, document, name)) from None
     problems = check_references(fleet)
@@ -197,15 +211,19 @@ def _parse_yaml(text: str, name: str) -> Any:
         return yaml.load(text)
     except DuplicateKeyError as exc:
         mark = exc.problem_mark
+        found = _DUPLICATE.search(exc.problem or "")
+        key = found[1] if found else None
+        field = _duplicate_field(text, exc.context_mark, key)
         raise SpecError(
             name,
             [
                 (
-                    Location(name, mark.line + 1, mark.column + 1)
+                    Location(name, mark.line + 1, mark.column + 1, field)
                     if mark
-                    else Location(name),
-                    f"duplicate key: {_first_line(exc.problem)}",
-                    "each image, service, environment and key name must be unique",
+                    else Location(name, field=field),
+                    f"duplicate key {key!r}" if key else "duplicate key",
+                    "each image, service, environment and key name must be "
+                    "unique; merge the two entries or rename one",
                 )
             ],
         ) from None
@@ -229,19 +247,69 @@ def _parse_yaml(text: str, name: str) -> Any:
         ) from None
 
 
-def _first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if text else "repeated key"
+def _duplicate_field(text: str, mapping_mark: Any, key: str | None) -> str | None:
+    """Name the repeated key by its path, found by parsing leniently.
+
+    ``mapping_mark`` is where the mapping holding the repeated key starts;
+    the lenient parse keeps one of the two values, which is enough to walk
+    to that mapping.
+    """
+    if mapping_mark is None or key is None:
+        return None
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = True
+    try:
+        document = yaml.load(text)
+    except YAMLError:
+        return None
+    target = (mapping_mark.line, mapping_mark.column)
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, CommentedMap):
+            if (node.lc.line, node.lc.col) == target:
+                return ".".join(str(p) for p in (*path, key))
+            stack.extend((v, (*path, str(k))) for k, v in node.items())
+        elif isinstance(node, CommentedSeq):
+            stack.extend((v, (*path, i)) for i, v in enumerate(node))
+    return key
 
 
-def _plain(node: Any) -> Any:
+class _Budget:
+    """Counts values while aliases are expanded, to refuse alias bombs.
+
+    A few hundred bytes of YAML anchors can name billions of values (the
+    "billion laughs" attack); a real fleet spec has a few thousand.
+    """
+
+    limit = 200_000
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.used = 0
+
+    def spend(self) -> None:
+        self.used += 1
+        if self.used > self.limit:
+            raise ConfigError(
+                f"{self.name} expands to more than {self.limit} values",
+                hint="YAML anchors and aliases (&name, *name) repeat data; "
+                "a spec this large is almost certainly an attack or a mistake",
+                location=Location(self.name),
+                reference="spec-too-large",
+            )
+
+
+def _plain(node: Any, budget: _Budget) -> Any:
     """Convert ruamel's round-trip containers and scalars into plain Python."""
+    budget.spend()
     if isinstance(node, dict):
         return {
-            str(k) if not isinstance(k, (int, bool)) else k: _plain(v)
+            str(k) if not isinstance(k, (int, bool)) else k: _plain(v, budget)
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, budget) for v in node]
     if isinstance(node, bool) or node is None:
         return node
     if isinstance(node, int):
@@ -261,7 +329,8 @@ def _locate_validation(
         path: FieldPath = tuple(error["loc"])
         message, hint = _explain(error)
         located.append((_position(document, path, name), message, hint))
-    return located
+    # In file order, the way a compiler lists errors.
+    return sorted(located, key=lambda item: (item[0].line or 0, item[0].column or 0))
 
 
 def _explain(error: Any) -> tuple[str, str | None]:
@@ -273,10 +342,13 @@ def _explain(error: Any) -> tuple[str, str | None]:
             "check the spelling; 'zerodrift spec schema' lists every allowed key",
         )
     if kind == "missing":
-        return f"missing required key {loc!r}", None
+        return f"missing required key {loc!r}", "see docs/spec.md for what it holds"
     if kind == "literal_error" and error["loc"] == ("version",):
         return "unsupported spec version", "this zerodrift reads 'version: 1'"
-    return f"{loc}: {error['msg']}", None
+    return (
+        f"{loc}: {error['msg']}",
+        "'zerodrift spec schema' shows the expected form of every key",
+    )
 
 
 def _locate_problem(

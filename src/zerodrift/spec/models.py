@@ -22,10 +22,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     WithJsonSchema,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 __all__ = [
     "SPEC_VERSION",
@@ -231,7 +234,27 @@ class Flow(_Model):
         return value
 
 
-FlowItem = Annotated[Flow, BeforeValidator(Flow.parse_shorthand)]
+class _FlowShorthandSchema:
+    """Let the JSON Schema accept the ``service:port`` shorthand as well."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "anyOf": [
+                handler(core_schema),
+                {
+                    "type": "string",
+                    "pattern": r"^[a-z][a-z0-9-]{0,62}:([a-z][a-z0-9-]{0,62}|\d+)$",
+                    "description": "<service>:<port name or number>",
+                },
+            ]
+        }
+
+
+FlowItem = Annotated[
+    Flow, BeforeValidator(Flow.parse_shorthand), _FlowShorthandSchema()
+]
 
 
 class Secret(_Model):

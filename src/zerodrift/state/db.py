@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,9 +35,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from zerodrift.errors import ConfigError, OperationalError
 from zerodrift.state import schema
-from zerodrift.state.migrations import MIGRATIONS, latest_version
+from zerodrift.state.migrations import MIGRATIONS, Migration, latest_version
 
-__all__ = ["Database", "normalise_url", "utc_now"]
+__all__ = ["Database", "format_time", "normalise_url", "parse_time", "utc_now"]
 
 _logger = logging.getLogger(__name__)
 
@@ -53,6 +54,28 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_time(text: str, *, field: str = "time") -> str:
+    """Read a user-given ISO 8601 time or date into the stored format.
+
+    ``2026-01-02``, ``2026-01-02T03:04``, ``2026-01-02 03:04:05+02:00`` and
+    ``...Z`` are accepted; a time without an offset is taken as UTC.
+
+    Raises:
+        ConfigError: ``text`` is not an ISO 8601 date or time.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{field} {text!r} is not an ISO 8601 date or time",
+            hint="write e.g. 2026-01-31, 2026-01-31T14:00 or 2026-01-31T14:00:00Z",
+            reference="time-invalid",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_time(moment)
+
+
 def normalise_url(url: str) -> str:
     """Select the drivers zerodrift ships with for a user-given URL.
 
@@ -61,12 +84,13 @@ def normalise_url(url: str) -> str:
     """
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError):
+        # The URL is not echoed: it may hold a password.
         raise ConfigError(
-            f"not a database URL: {url!r}",
-            hint="use sqlite:///path/to/state.db or postgresql://user@host/db",
+            "the state database URL is not a valid URL",
+            hint="use sqlite:///path/to/state.db or postgresql://user:password@host/db",
             reference="database-url-invalid",
-        ) from exc
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -111,12 +135,19 @@ class Database:
         url = normalise_url(url)
         if url.startswith("sqlite"):
             _prepare_sqlite_folder(url)
+        # A server that never answers must not hang the command forever.
+        connect_args = {} if url.startswith("sqlite") else {"connect_timeout": 10}
         try:
-            engine = create_engine(url, future=True, pool_pre_ping=True)
-        except (ArgumentError, NoSuchModuleError) as exc:
+            engine = create_engine(
+                url, future=True, pool_pre_ping=True, connect_args=connect_args
+            )
+        except (ArgumentError, NoSuchModuleError, ValueError):
             raise ConfigError(
-                f"cannot use database URL: {exc}", reference="database-url-invalid"
-            ) from exc
+                "cannot use the state database URL",
+                hint="check its form: sqlite:///path/to/state.db or "
+                "postgresql://user:password@host/db",
+                reference="database-url-invalid",
+            ) from None
         if engine.dialect.name == "sqlite":
             _configure_sqlite(engine)
         db = cls(engine)
@@ -183,21 +214,17 @@ class Database:
             OperationalError: The database is newer than this code, or a
                 migration failed (the schema is left unchanged).
         """
+        # Most opens find nothing to do: check that in a read transaction so
+        # readers neither wait for nor block writers.
+        if not self._pending(self._applied_versions()):
+            return []
         with self.write(lock="migrations") as conn:
             schema.schema_migrations.create(conn, checkfirst=True)
             done = set(
                 conn.execute(select(schema.schema_migrations.c.version)).scalars()
             )
-            current = max(done, default=0)
-            if current > latest_version():
-                raise OperationalError(
-                    f"database {self.display_url} has schema version {current}, "
-                    f"newer than this zerodrift understands ({latest_version()})",
-                    hint="upgrade zerodrift before using this database",
-                    reference="database-too-new",
-                )
             applied = []
-            for migration in MIGRATIONS:
+            for migration in self._pending(done):
                 if migration.version in done:
                     continue
                 _logger.debug(
@@ -215,6 +242,34 @@ class Database:
                 )
                 applied.append(migration.version)
             return applied
+
+    def _applied_versions(self) -> set[int]:
+        with self.read() as conn:
+            if not self.engine.dialect.has_table(conn, "schema_migrations"):
+                return set()
+            query = select(schema.schema_migrations.c.version)
+            return set(conn.execute(query).scalars())
+
+    def _pending(self, done: set[int]) -> list[Migration]:
+        """Return the migrations not in ``done``, refusing a newer database.
+
+        Raises:
+            OperationalError: ``done`` holds a version this code does not know.
+        """
+        known = {m.version for m in MIGRATIONS}
+        unknown = sorted(done - known)
+        if unknown and max(unknown) > latest_version():
+            raise OperationalError(
+                f"database {self.display_url} has schema version {max(done)}, "
+                f"newer than this zerodrift understands ({latest_version()})",
+                hint="upgrade zerodrift before using this database",
+                reference="database-too-new",
+            )
+        return [
+            m
+            for m in sorted(MIGRATIONS, key=lambda m: m.version)
+            if m.version not in done
+        ]
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
@@ -264,6 +319,16 @@ def _prepare_sqlite_folder(url: str) -> None:
             hint="check the permissions of the project folder",
             reference="database-unavailable",
         ) from exc
+    # SQLite in WAL mode writes a shared-memory file next to the database
+    # even to read it, so a read-only folder fails every command: say so.
+    if not os.access(folder, os.W_OK):
+        raise OperationalError(
+            f"state folder {folder} is read-only",
+            hint="zerodrift needs to write its state database there; fix the "
+            "folder's permissions or mount, or point ZERODRIFT_DATABASE_URL "
+            "elsewhere",
+            reference="database-read-only",
+        )
 
 
 def _configure_sqlite(engine: Engine) -> None:

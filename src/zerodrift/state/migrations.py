@@ -56,5 +56,5 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 
 def latest_version() -> int:
-    """Return the schema version this code expects."""
-    return MIGRATIONS[-1].version
+    """Return the highest schema version this code knows."""
+    return max(m.version for m in MIGRATIONS)

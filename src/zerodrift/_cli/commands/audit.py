@@ -9,7 +9,12 @@ from zerodrift._cli.context import Context
 from zerodrift._cli.options import add_command, add_format
 from zerodrift._cli.output import console, emit_json, emit_jsonl, table
 from zerodrift._cli.status import ExitCode
-from zerodrift.govern.audit import AuditTamperedError, RecordFilter
+from zerodrift.govern.audit import (
+    AuditTamperedError,
+    CheckpointUntrustedError,
+    RecordFilter,
+)
+from zerodrift.state import parse_time
 
 __all__ = ["register"]
 
@@ -39,7 +44,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     log.add_argument("--actor", help="only this actor")
     log.add_argument("--since", metavar="TIME", help="ISO 8601 time, inclusive")
     log.add_argument("--until", metavar="TIME", help="ISO 8601 time, exclusive")
-    log.add_argument("--limit", type=int, help="at most this many (newest first)")
+    log.add_argument(
+        "--limit", type=_positive, metavar="N", help="only the newest N records"
+    )
     add_format(log, "jsonl")
 
     verify = add_command(
@@ -63,6 +70,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     add_format(checkpoint)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
 def run_log(ctx: Context) -> int:
     """Print records matching the filters."""
     args = ctx.args
@@ -70,8 +84,8 @@ def run_log(ctx: Context) -> int:
         action=args.action,
         subject=args.subject,
         actor=args.actor,
-        since=args.since,
-        until=args.until,
+        since=parse_time(args.since, field="--since") if args.since else None,
+        until=parse_time(args.until, field="--until") if args.until else None,
         limit=args.limit,
         newest_first=args.limit is not None,
     )
@@ -106,7 +120,7 @@ def run_verify(ctx: Context) -> int:
     keys = ctx.trusted_keys()
     try:
         summary = ctx.audit.verify(keys, ctx.witness_path)
-    except AuditTamperedError as exc:
+    except (AuditTamperedError, CheckpointUntrustedError) as exc:
         if ctx.args.format == "json":
             emit_json(
                 "audit-verification",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import tempfile
 from importlib import resources
@@ -15,20 +16,24 @@ from zerodrift._cli.options import add_command, add_format
 from zerodrift._cli.output import console, emit_json
 from zerodrift._cli.status import ExitCode
 from zerodrift.errors import ConfigError, OperationalError
-from zerodrift.govern.audit import AuditTrail
+from zerodrift.govern.audit import AuditTrail, Checkpoint
 from zerodrift.project import SPEC_FILE, STATE_DIR, Project
 from zerodrift.protect.keys import (
+    check_passphrase,
     generate_private_key,
     load_signer,
     read_passphrase,
     write_keypair,
 )
-from zerodrift.spec import load_spec
+from zerodrift.spec import LoadedSpec, load_spec
 from zerodrift.state import Database
 
 __all__ = ["register"]
 
 _TEMPLATE = "example"
+# The key the example spec's trust policy names (keys/project.pub).
+_KEY = "project"
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 # Template files whose names cannot be package data as-is.
 _RENAMES = {"gitignore": ".gitignore"}
 
@@ -64,34 +69,29 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
-    """Scaffold the project; nothing is written unless every step can succeed."""
+    """Scaffold the project; nothing is left behind unless every step succeeds.
+
+    Every file, the state database and the first audit record are made in a
+    staging folder next to the target; only then are they renamed into place.
+    """
     target: Path = ctx.args.directory.resolve()
-    name = ctx.args.name or _fleet_name(target.name)
+    name = _fleet_name(ctx.args.name, target.name)
     _check_target(target)
     passphrase = read_passphrase(confirm=True, purpose="the new project key")
+    check_passphrase(passphrase)
 
-    staging = _stage(target, name, passphrase, ctx.args.algorithm)
-    created = _move_into_place(staging, target)
-
-    project = Project(target)
-    spec = load_spec(project.spec_path)  # proves the scaffold is valid
-    db = Database.open(project.database_url)
+    new_folder = _first_missing(target)
     try:
-        trail = AuditTrail(db)
-        trail.append(
-            "project.init",
-            spec.fleet.name,
-            {
-                "spec_digest": spec.digest,
-                "files": sorted(created),
-                "key": project.key_name,
-            },
-        )
-        signer = load_signer(project.private_key_path, passphrase)
-        checkpoint = trail.checkpoint(signer, target / STATE_DIR / "audit-witness.json")
-    finally:
-        db.close()
-
+        staging = _stage(target, name, passphrase, ctx.args.algorithm)
+        try:
+            spec, checkpoint = _record_init(Project(staging), passphrase)
+            created = _move_into_place(staging, target)
+        finally:
+            shutil.rmtree(staging.parent, ignore_errors=True)
+    except BaseException:
+        if new_folder is not None:
+            shutil.rmtree(new_folder, ignore_errors=True)
+        raise
     result = {
         "project": str(target),
         "fleet": spec.fleet.name,
@@ -112,11 +112,54 @@ def run(ctx: Context) -> int:
     return ExitCode.OK
 
 
-def _fleet_name(folder: str) -> str:
+def _record_init(staged: Project, passphrase: bytes) -> tuple[LoadedSpec, Checkpoint]:
+    """Validate the staged spec, open the state database, record and sign."""
+    spec = load_spec(staged.spec_path)  # proves the scaffold is valid
+    files = sorted(entry.name for entry in staged.root.iterdir())
+    db = Database.open(staged.database_url)
+    try:
+        trail = AuditTrail(db)
+        trail.append(
+            "project.init",
+            spec.fleet.name,
+            {"spec_digest": spec.digest, "files": files, "key": _KEY},
+        )
+        signer = load_signer(staged.state_dir / "keys" / f"{_KEY}.key", passphrase)
+        checkpoint = trail.checkpoint(signer, staged.witness_path)
+    finally:
+        db.close()
+    return spec, checkpoint
+
+
+def _fleet_name(given: str | None, folder: str) -> str:
+    """Return the fleet name: ``--name``, or one derived from the folder.
+
+    Raises:
+        ConfigError: ``--name`` is not a valid fleet name.
+    """
+    if given is not None:
+        if not _NAME.fullmatch(given):
+            raise ConfigError(
+                f"{given!r} is not a valid fleet name",
+                hint="use lower-case letters, digits and '-', starting with a "
+                "letter (at most 63 characters)",
+                reference="fleet-name-invalid",
+            )
+        return given
     cleaned = "".join(c if c.isalnum() else "-" for c in folder.lower()).strip("-")
     if not cleaned or not cleaned[0].isalpha():
         cleaned = "fleet-" + cleaned
     return cleaned[:63].rstrip("-") or "fleet"
+
+
+def _first_missing(target: Path) -> Path | None:
+    """Return the outermost folder of ``target`` that init would create."""
+    missing = None
+    for folder in (target, *target.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
 
 
 def _check_target(target: Path) -> None:
@@ -150,14 +193,17 @@ def _stage(target: Path, name: str, passphrase: bytes, algorithm: Any) -> Path:
     parent = target if target.exists() else target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".zerodrift-init-", dir=parent))
+        holder = Path(tempfile.mkdtemp(prefix=".zerodrift-init-", dir=parent))
     except OSError as exc:
         raise OperationalError(
             f"cannot write in {parent}: {exc.strerror}",
             hint="check the folder's permissions",
             reference="write-failed",
         ) from exc
+    # mkdtemp makes a 0700 folder; the project folder gets the umask's mode.
+    staging = holder / "project"
     try:
+        staging.mkdir()
         template = resources.files("zerodrift.templates") / _TEMPLATE
         with resources.as_file(template) as source:
             for entry in source.iterdir():
@@ -173,23 +219,44 @@ def _stage(target: Path, name: str, passphrase: bytes, algorithm: Any) -> Path:
         (staging / STATE_DIR).mkdir(mode=0o700)
         write_keypair(
             generate_private_key(algorithm),
-            staging / STATE_DIR / "keys" / "project.key",
-            staging / "keys" / "project.pub",
+            staging / STATE_DIR / "keys" / f"{_KEY}.key",
+            staging / "keys" / f"{_KEY}.pub",
             passphrase,
         )
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(holder, ignore_errors=True)
         raise
     return staging
 
 
 def _move_into_place(staging: Path, target: Path) -> list[str]:
-    """Rename staged entries into ``target``; each rename is atomic."""
-    created = [entry.name for entry in staging.iterdir()]
+    """Rename staged entries into ``target``; undo them all if one fails.
+
+    Raises:
+        OperationalError: A rename failed; ``target`` is as it was.
+    """
+    created = sorted(entry.name for entry in staging.iterdir())
     if not target.exists():
-        os.rename(staging, target)
+        _rename(staging, target)
         return created
-    for entry in created:
-        os.rename(staging / entry, target / entry)
-    staging.rmdir()
+    moved: list[str] = []
+    try:
+        for entry in created:
+            _rename(staging / entry, target / entry)
+            moved.append(entry)
+    except BaseException:
+        for entry in moved:
+            os.rename(target / entry, staging / entry)
+        raise
     return created
+
+
+def _rename(source: Path, destination: Path) -> None:
+    try:
+        os.rename(source, destination)
+    except OSError as exc:
+        raise OperationalError(
+            f"cannot create {destination}: {exc.strerror}",
+            hint="check the folder's permissions",
+            reference="write-failed",
+        ) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from zerodrift._cli.context import Context
@@ -31,7 +32,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name",
         default=None,
-        help="key name (default: the project key name, 'project')",
+        type=_key_name,
+        help="key name: lower-case letters, digits and '-' (default: the project "
+        "key name, 'project')",
     )
     parser.add_argument(
         "--algorithm",
@@ -43,6 +46,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="replace an existing key of the same name"
     )
     add_format(parser)
+
+
+def _key_name(text: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid key name (lower-case letters, digits, '-')"
+        )
+    return text
 
 
 def run(ctx: Context) -> int:
