@@ -28,6 +28,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import YAMLError
 
 from zerodrift.comply.catalogs import Catalogs
@@ -80,6 +81,15 @@ class Attestation:
 Problems = list[tuple[Location, str, str | None]]
 
 
+class _DatesAsText(RoundTripConstructor):
+    """Keeps dates as text, so a bad one is reported with its line, not raised."""
+
+
+_DatesAsText.add_constructor(
+    "tag:yaml.org,2002:timestamp", _DatesAsText.construct_yaml_str
+)
+
+
 def load_attestations(path: Path, catalogs: Catalogs) -> list[Attestation]:
     """Read and check an attestations file; a missing file means none.
 
@@ -107,7 +117,9 @@ def load_attestations(path: Path, catalogs: Catalogs) -> list[Attestation]:
 
 def _entries(name: str, text: str, problems: Problems) -> CommentedSeq:
     try:
-        data = YAML(typ="rt").load(text)
+        yaml = YAML(typ="rt")
+        yaml.Constructor = _DatesAsText
+        data = yaml.load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
