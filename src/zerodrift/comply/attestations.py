@@ -188,7 +188,9 @@ def _parse_entry(
 
     before = len(problems)
     for key in sorted(set(entry) - _KEYS):
-        problem(str(key), f"unknown key {key!r}", f"allowed: {', '.join(sorted(_KEYS))}")
+        problem(
+            str(key), f"unknown key {key!r}", f"allowed: {', '.join(sorted(_KEYS))}"
+        )
     for key in _REQUIRED:
         if key not in entry or entry[key] in (None, ""):
             problem(key, f"missing {key!r}")
@@ -196,8 +198,11 @@ def _parse_entry(
         return None
     subcategory = str(entry["subcategory"]).strip()
     if catalogs.framework("csf-2.0").item(subcategory) is None:
-        problem("subcategory", f"unknown CSF 2.0 subcategory {subcategory!r}",
-                _successor_hint(subcategory, catalogs))
+        problem(
+            "subcategory",
+            f"unknown CSF 2.0 subcategory {subcategory!r}",
+            _successor_hint(subcategory, catalogs),
+        )
     dates = {key: _date(entry[key]) for key in ("date", "expires")}
     for key, value in dates.items():
         if value is None:

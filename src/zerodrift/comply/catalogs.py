@@ -134,7 +134,9 @@ class Catalogs:
 
     def sp800_53_for(self, subcategories: Iterable[str]) -> tuple[str, ...]:
         """SP 800-53 controls mapped from the given CSF 2.0 subcategories."""
-        found = {c for sub in subcategories for c in self.csf20_to_sp800_53.get(sub, ())}
+        found = {
+            c for sub in subcategories for c in self.csf20_to_sp800_53.get(sub, ())
+        }
         return tuple(sorted(found))
 
 
@@ -161,7 +163,9 @@ def _load(folder: Path) -> Catalogs:
     to53 = files.json("csf-2.0-to-sp800-53r5.json")["mappings"]
     old_to53 = files.json("csf-1.1-to-sp800-53r5.json")["mappings"]
     csf20_to_53 = {
-        key: tuple(r["normalized"] for r in value[SP800_53_RELEASE] if r["type"] != "family")
+        key: tuple(
+            r["normalized"] for r in value[SP800_53_RELEASE] if r["type"] != "family"
+        )
         for key, value in to53.items()
     }
     sp800_53 = _sp800_53(files.json("sp800-53r5-controls.json"), csf20_to_53)
@@ -237,17 +241,23 @@ def _tuples(mapping: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
 
 
 def _csf20(data: dict[str, Any]) -> Framework:
-    functions, categories, items = [], [], []
+    functions: list[Group] = []
+    categories: list[Group] = []
+    items: list[Item] = []
     for function in data["functions"]:
         functions.append(Group(function["id"], function["name"], function["text"]))
         for category in function["categories"]:
             categories.append(
-                Group(category["id"], category["name"], category["text"], function["id"])
+                Group(
+                    category["id"], category["name"], category["text"], function["id"]
+                )
             )
             for sub in category["subcategories"]:
                 examples = tuple(e["text"] for e in sub["implementation_examples"])
                 items.append(
-                    Item(sub["id"], sub["text"], function["id"], category["id"], examples)
+                    Item(
+                        sub["id"], sub["text"], function["id"], category["id"], examples
+                    )
                 )
     return Framework(
         "csf-2.0",
@@ -260,12 +270,16 @@ def _csf20(data: dict[str, Any]) -> Framework:
 
 
 def _csf11(data: dict[str, Any]) -> Framework:
-    functions, categories, items = [], [], []
+    functions: list[Group] = []
+    categories: list[Group] = []
+    items: list[Item] = []
     for function in data["functions"]:
         functions.append(Group(function["id"], function["name"], function["text"]))
         for category in function["categories"]:
             categories.append(
-                Group(category["id"], category["name"], category["text"], function["id"])
+                Group(
+                    category["id"], category["name"], category["text"], function["id"]
+                )
             )
             items.extend(
                 Item(sub["id"], sub["text"], function["id"], category["id"])
@@ -281,9 +295,7 @@ def _csf11(data: dict[str, Any]) -> Framework:
     )
 
 
-def _sp800_53(
-    data: dict[str, Any], mapped: dict[str, tuple[str, ...]]
-) -> Framework:
+def _sp800_53(data: dict[str, Any], mapped: dict[str, tuple[str, ...]]) -> Framework:
     """Families as functions, base controls as categories, controls as items.
 
     Items are the catalog's current (not withdrawn) controls and enhancements,
@@ -310,8 +322,11 @@ def _sp800_53(
     chosen.sort(key=lambda c: _sort_key(c["id"]))
     bases = {c["parent"] or c["id"] for c in chosen}
     categories = tuple(
-        Group(b, known[b]["title"] if b in known else "(not in the 5.0.1 catalog)",
-              parent=b.split("-")[0])
+        Group(
+            b,
+            known[b]["title"] if b in known else "(not in the 5.0.1 catalog)",
+            parent=b.split("-")[0],
+        )
         for b in sorted(bases, key=_sort_key)
     )
     items = tuple(

@@ -42,7 +42,7 @@ class Status(StrEnum):
     MISSING = "attestation-missing"
     NOT_COVERED = "not-covered"
     ATTESTED = "attested"
-    PASS = "automated-pass"
+    PASS = "automated-pass"  # noqa: S105 (a status, not a password)
 
 
 STATUS_ORDER = tuple(Status)
@@ -120,6 +120,7 @@ class Coverage:
 def evaluate_coverage(
     catalogs: Catalogs,
     framework_key: str,
+    *,
     controls: Sequence[Control],
     results: Sequence[Result],
     attestations: Sequence[Attestation],
@@ -166,13 +167,19 @@ def _csf20_statuses(
         mine = [c.id for c in controls if item.id in c.csf]
         outcomes = [by_control[c] for c in mine if c in by_control]
         statuses[item.id] = _status(
-            item, mine, outcomes, attested.get(item.id), day, item.id in catalogs.manual
+            item,
+            controls=mine,
+            outcomes=outcomes,
+            attestation=attested.get(item.id),
+            day=day,
+            manual=item.id in catalogs.manual,
         )
     return statuses
 
 
 def _status(
     item: Item,
+    *,
     controls: list[str],
     outcomes: list[Result],
     attestation: Attestation | None,
@@ -183,9 +190,13 @@ def _status(
     passed = [r.control for r in outcomes if r.outcome is Outcome.PASS]
     ids = tuple(controls)
     if failed:
-        return ItemStatus(item, Status.FAIL, f"failed: {', '.join(failed)}", ids, attestation)
+        return ItemStatus(
+            item, Status.FAIL, f"failed: {', '.join(failed)}", ids, attestation
+        )
     if passed:
-        return ItemStatus(item, Status.PASS, f"passed: {', '.join(passed)}", ids, attestation)
+        return ItemStatus(
+            item, Status.PASS, f"passed: {', '.join(passed)}", ids, attestation
+        )
     if attestation is not None and attestation.state(day) == "valid":
         reason = f"attested by {attestation.by} until {attestation.expires}"
         return ItemStatus(item, Status.ATTESTED, reason, ids, attestation)

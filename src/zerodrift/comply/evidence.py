@@ -117,7 +117,9 @@ class Evidence:
         with self.db.read() as conn:
             rows = conn.execute(query.limit(50)).all()
         return [
-            Snapshot(r.id, r.taken_at, r.environment, r.spec_digest, json.loads(r.content))
+            Snapshot(
+                r.id, r.taken_at, r.environment, r.spec_digest, json.loads(r.content)
+            )
             for r in rows
         ]
 
@@ -133,7 +135,9 @@ class Evidence:
         with self.db.read() as conn:
             rows = conn.execute(query).all()
         return [
-            SpecRevision(r.spec_digest, r.first_seen_at, r.git_commit, bool(r.git_dirty))
+            SpecRevision(
+                r.spec_digest, r.first_seen_at, r.git_commit, bool(r.git_dirty)
+            )
             for r in rows
         ]
 
@@ -167,7 +171,9 @@ class Evidence:
         with self.db.read() as conn:
             rows = conn.execute(query).all()
         return [
-            Checkpoint(r.seq, r.head_hash, r.keyid, r.created_at, json.loads(r.envelope))
+            Checkpoint(
+                r.seq, r.head_hash, r.keyid, r.created_at, json.loads(r.envelope)
+            )
             for r in rows
         ]
 

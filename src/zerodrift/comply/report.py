@@ -107,7 +107,12 @@ def build_report(
     chosen = load_controls() if controls is None else controls
     results: list[Result] = [c.run(evidence) for c in chosen]
     coverage = evaluate_coverage(
-        catalogs, framework, chosen, results, attestations, evidence.as_of
+        catalogs,
+        framework,
+        controls=chosen,
+        results=results,
+        attestations=attestations,
+        as_of=evidence.as_of,
     )
     spec = evidence.spec_in_force
     return Report(

@@ -144,7 +144,9 @@ def get_run(db: Database, ident: str) -> Run:
         rows = conn.execute(query.limit(2)).all()
     if len(rows) != 1:
         raise ConfigError(
-            f"no report run {ident!r}" if not rows else f"run id {ident!r} is ambiguous",
+            f"no report run {ident!r}"
+            if not rows
+            else f"run id {ident!r} is ambiguous",
             hint="'zerodrift report --runs' lists the stored runs",
             reference="report-run-unknown",
         )

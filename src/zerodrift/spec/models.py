@@ -356,7 +356,10 @@ class Trust(_Model):
     )
 
 
-def _default_analysis_times() -> dict[str, int]:
+SeverityName = Literal["critical", "high", "medium", "low", "info"]
+
+
+def _default_analysis_times() -> dict[SeverityName, int]:
     return {
         "critical": 4 * 3600,
         "high": 24 * 3600,
@@ -377,9 +380,7 @@ class Compliance(_Model):
         default=86400,
         description="the newest inventory snapshot must be younger than this",
     )
-    analyse_within: dict[
-        Literal["critical", "high", "medium", "low", "info"], Duration
-    ] = Field(
+    analyse_within: dict[SeverityName, Duration] = Field(
         default_factory=_default_analysis_times,
         description="how soon a finding of each severity must leave 'open'",
     )

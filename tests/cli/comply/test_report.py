@@ -6,12 +6,17 @@ import csv
 import io
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conftest import CliResult
 from zerodrift.protect.dsse import verify_envelope
 from zerodrift.protect.keys import load_public_key
+
+Cli = Callable[..., CliResult]
 
 ATTESTATIONS = """\
 version: 1
@@ -35,7 +40,7 @@ def _commit(root: Path) -> None:
 
 
 @pytest.fixture
-def evidenced(project: Path, cli) -> Path:  # type: ignore[no-untyped-def]
+def evidenced(project: Path, cli: Cli) -> Path:
     """The example project, committed, with attestations and an inventory."""
     (project / "compliance").mkdir()
     (project / "compliance" / "attestations.yaml").write_text(ATTESTATIONS)
@@ -45,13 +50,13 @@ def evidenced(project: Path, cli) -> Path:  # type: ignore[no-untyped-def]
     return project
 
 
-def _json(cli, project: Path, *argv: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def,type-arg]
+def _json(cli: Cli, project: Path, *argv: str) -> tuple[int, dict[str, Any]]:
     result = cli("report", "--format", "json", *argv, cwd=project)
     assert result.out, result.err
     return result.code, json.loads(result.out)
 
 
-def test_csf_2_0_report_of_the_example(evidenced: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_csf_2_0_report_of_the_example(evidenced: Path, cli: Cli) -> None:
     code, report = _json(cli, evidenced)
     assert code == 0
     assert report["kind"] == "compliance-report"
@@ -78,7 +83,7 @@ def test_csf_2_0_report_of_the_example(evidenced: Path, cli) -> None:  # type: i
     assert control["result"]["evidence"][0]["kind"] == "inventory-snapshot"
 
 
-def test_derived_frameworks(evidenced: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_derived_frameworks(evidenced: Path, cli: Cli) -> None:
     _, old = _json(cli, evidenced, "--framework", "csf-1.1")
     assert old["summary"]["total"] == 108
     statuses = {i["id"]: i for i in old["items"]}
@@ -100,13 +105,18 @@ def test_derived_frameworks(evidenced: Path, cli) -> None:  # type: ignore[no-un
     assert ac4["status"] == "not-covered"
     assert items["AC-1"]["status"] == "attestation-expired"  # GV.PO-01 expired
     assert {i["status"] for i in sp["items"]} <= {
-        "automated-fail", "attestation-expired", "attestation-missing",
-        "not-covered", "attested", "automated-pass",
+        "automated-fail",
+        "attestation-expired",
+        "attestation-missing",
+        "not-covered",
+        "attested",
+        "automated-pass",
     }
 
 
 def test_table_lists_failing_first_and_exit_code_says_failed(
-    project: Path, cli  # type: ignore[no-untyped-def]
+    project: Path,
+    cli: Cli,
 ) -> None:
     # No inventory recorded yet: the inventory control fails.
     result = cli("report", cwd=project)
@@ -118,7 +128,7 @@ def test_table_lists_failing_first_and_exit_code_says_failed(
     assert "report run" in result.err
 
 
-def test_every_document_format(evidenced: Path, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_every_document_format(evidenced: Path, cli: Cli, tmp_path: Path) -> None:
     for fmt in ("csv", "html", "oscal", "oscal-components", "sarif"):
         out = tmp_path / f"report.{fmt}"
         result = cli("report", "--format", fmt, "--output", str(out), cwd=evidenced)
@@ -130,16 +140,18 @@ def test_every_document_format(evidenced: Path, cli, tmp_path: Path) -> None:  #
     assert row["status"] == "automated-pass"
     assert row["evidence"].startswith("inventory-snapshot:")
     page = (tmp_path / "report.html").read_text()
-    assert "<script src" not in page and "<link" not in page
+    assert "<script src" not in page
+    assert "<link" not in page
     assert 'id="report-data"' in page
 
 
-def test_oscal_documents_validate_with_trestle(evidenced: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_oscal_documents_validate_with_trestle(evidenced: Path, cli: Cli) -> None:
     from trestle.oscal.assessment_results import AssessmentResults
     from trestle.oscal.component import ComponentDefinition
 
-    result = cli("report", "--format", "oscal", "--framework", "sp800-53r5",
-                 cwd=evidenced)
+    result = cli(
+        "report", "--format", "oscal", "--framework", "sp800-53r5", cwd=evidenced
+    )
     document = json.loads(result.out)["assessment-results"]
     model = AssessmentResults.model_validate(document)
     assert len(model.results[0].findings or []) == 1012 - 942
@@ -174,7 +186,7 @@ def test_oscal_documents_validate_with_trestle(evidenced: Path, cli) -> None:  #
     assert {"ID.AM-01", "PR.PS-04", "cm-8"} <= implemented
 
 
-def test_sarif_lists_failed_controls(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_sarif_lists_failed_controls(project: Path, cli: Cli) -> None:
     # A spec not in git, and a policy no inventory can meet: both fail.
     with (project / "fleet.yaml").open("a") as spec:
         spec.write("compliance:\n  inventory_max_age: 0s\n")
@@ -195,7 +207,7 @@ def test_sarif_lists_failed_controls(project: Path, cli) -> None:  # type: ignor
     assert all(r["shortDescription"]["text"] for r in rules)
 
 
-def test_signed_report_verifies_with_the_project_key(evidenced: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_signed_report_verifies_with_the_project_key(evidenced: Path, cli: Cli) -> None:
     result = cli("report", "--format", "json", "--sign", cwd=evidenced)
     assert result.code == 0, result.err
     key = load_public_key("project", evidenced / "keys" / "project.pub")
@@ -207,14 +219,21 @@ def test_signed_report_verifies_with_the_project_key(evidenced: Path, cli) -> No
     assert json.loads(payload)["summary"]["total"] == 106
 
 
-def test_runs_are_audited_and_diffed(evidenced: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_runs_are_audited_and_diffed(evidenced: Path, cli: Cli) -> None:
     _, first = _json(cli, evidenced)
     (evidenced / "compliance" / "attestations.yaml").write_text(
         ATTESTATIONS.replace("GV.PO-01", "GV.PO-02")
     )
     _, second = _json(cli, evidenced)
-    result = cli("report", "--diff", first["run"][:8], second["run"], "--format",
-                 "json", cwd=evidenced)
+    result = cli(
+        "report",
+        "--diff",
+        first["run"][:8],
+        second["run"],
+        "--format",
+        "json",
+        cwd=evidenced,
+    )
     assert result.code == 0, result.err
     diff = json.loads(result.out)
     assert {(i["id"], i["from"], i["to"]) for i in diff["items"]} == {
@@ -234,7 +253,7 @@ def test_runs_are_audited_and_diffed(evidenced: Path, cli) -> None:  # type: ign
     assert {r["action"] for r in records} == {"report.generated"}
 
 
-def test_report_as_of_a_past_time(evidenced: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_report_as_of_a_past_time(evidenced: Path, cli: Cli) -> None:
     _, now = _json(cli, evidenced)
     _, past = _json(cli, evidenced, "--at", "2026-01-01")
     assert past["as_of"] == "2026-01-01T00:00:00.000000Z"
@@ -247,7 +266,9 @@ def test_report_as_of_a_past_time(evidenced: Path, cli) -> None:  # type: ignore
     assert "ID.AM-01" in result.out
 
 
-def test_empty_database_is_honest(project: Path, cli, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_empty_database_is_honest(
+    project: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A brand-new state: no database, no witness of an earlier audit trail.
     (project / ".zerodrift" / "audit-witness.json").unlink()
     monkeypatch.setenv("ZERODRIFT_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
@@ -265,7 +286,10 @@ def test_empty_database_is_honest(project: Path, cli, tmp_path: Path, monkeypatc
 
 
 def test_emptied_database_with_a_witness_is_tampering(
-    project: Path, cli, tmp_path: Path, monkeypatch  # type: ignore[no-untyped-def]
+    project: Path,
+    cli: Cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The witness file says the trail had records; an empty database cut them.
     monkeypatch.setenv("ZERODRIFT_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
@@ -277,7 +301,10 @@ def test_emptied_database_with_a_witness_is_tampering(
 
 
 def test_report_on_each_database(
-    evidenced: Path, cli, database_url: str, monkeypatch  # type: ignore[no-untyped-def]
+    evidenced: Path,
+    cli: Cli,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A fresh state elsewhere: the old witness belongs to the old database.
     (evidenced / ".zerodrift" / "audit-witness.json").unlink()
@@ -299,14 +326,16 @@ def test_report_on_each_database(
         (["--diff", "abc", "def"], "report-run-unknown"),
     ],
 )
-def test_bad_arguments(project: Path, cli, argv: list[str], reference: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_arguments(
+    project: Path, cli: Cli, argv: list[str], reference: str
+) -> None:
     result = cli("report", *argv, cwd=project)
     assert result.code == 3
     assert f"error[{reference}]" in result.err
     assert "Traceback" not in result.err
 
 
-def test_bad_attestations_name_file_and_line(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_bad_attestations_name_file_and_line(project: Path, cli: Cli) -> None:
     (project / "compliance").mkdir()
     (project / "compliance" / "attestations.yaml").write_text(
         ATTESTATIONS.replace("GV.OC-01", "GV.XX-01").replace("2020-01-01", "2020-02-30")

@@ -59,8 +59,9 @@ def make_evidence(db: Database, spec: LoadedSpec, project: Path) -> MakeEvidence
     return make
 
 
-def add_revision(db: Database, digest: str, when: str, commit: str | None,
-                 dirty: bool) -> None:
+def add_revision(
+    db: Database, digest: str, when: str, commit: str | None, dirty: bool
+) -> None:
     with db.write() as conn:
         conn.execute(
             spec_revisions.insert().values(
@@ -72,7 +73,8 @@ def add_revision(db: Database, digest: str, when: str, commit: str | None,
         )
 
 
-def add_snapshot(db: Database, spec: LoadedSpec, when: str,
-                 environment: str | None = None) -> int:
+def add_snapshot(
+    db: Database, spec: LoadedSpec, when: str, environment: str | None = None
+) -> int:
     inventory = build_inventory(spec.fleet, spec.digest, environment)
     return record_snapshot(db, inventory, taken_at=when, git_commit="c" * 40)

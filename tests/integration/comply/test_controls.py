@@ -6,6 +6,13 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from tests.conftest import PASSPHRASE
+from tests.integration.comply.conftest import (
+    MakeEvidence,
+    add_revision,
+    add_snapshot,
+    at,
+)
 from zerodrift.comply.controls.audit import audit_trail_verified
 from zerodrift.comply.controls.findings import findings_analysed_in_time
 from zerodrift.comply.controls.inventory import data_flows_declared, inventory_recorded
@@ -20,13 +27,6 @@ from zerodrift.protect.keys import load_signer
 from zerodrift.spec import LoadedSpec
 from zerodrift.state import Database
 from zerodrift.state.schema import audit_records, findings
-from tests.conftest import PASSPHRASE
-from tests.integration.comply.conftest import (
-    MakeEvidence,
-    add_revision,
-    add_snapshot,
-    at,
-)
 
 
 def test_every_control_is_registered_with_known_subcategories() -> None:
@@ -138,8 +138,9 @@ def test_audit_trail_verifies_with_a_signed_checkpoint(
 ) -> None:
     assert audit_trail_verified(make_evidence()).outcome is Outcome.NOT_APPLICABLE
     trail = _trail(db, [at(hours=-3), at(hours=-2)])
-    signer = load_signer(project / ".zerodrift" / "keys" / "project.key",
-                         PASSPHRASE.encode())
+    signer = load_signer(
+        project / ".zerodrift" / "keys" / "project.key", PASSPHRASE.encode()
+    )
     trail.now = lambda: at(hours=-1)
     trail.checkpoint(signer)
     verdict = audit_trail_verified(make_evidence())
@@ -206,15 +207,16 @@ def _resolve(db: Database, finding_id: str, when: str) -> None:
         )
 
 
-def test_findings_analysed_in_time(
-    db: Database, make_evidence: MakeEvidence
-) -> None:
+def test_findings_analysed_in_time(db: Database, make_evidence: MakeEvidence) -> None:
     assert findings_analysed_in_time(make_evidence()).outcome is (
         Outcome.NOT_APPLICABLE
     )
     high, low = record_findings(
         db,
-        [_finding(1, Severity.HIGH, at(hours=-30)), _finding(2, Severity.LOW, at(hours=-2))],
+        [
+            _finding(1, Severity.HIGH, at(hours=-30)),
+            _finding(2, Severity.LOW, at(hours=-2)),
+        ],
     )
     _resolve(db, high, at(hours=-20))
     verdict = findings_analysed_in_time(make_evidence())

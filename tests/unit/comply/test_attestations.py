@@ -33,7 +33,10 @@ def _load(tmp_path: Path, text: str) -> list:  # type: ignore[type-arg]
 
 def test_valid_file_is_read(tmp_path: Path) -> None:
     found = _load(tmp_path, GOOD)
-    assert [(a.subcategory, a.line) for a in found] == [("GV.OC-01", 3), ("GV.PO-01", 9)]
+    assert [(a.subcategory, a.line) for a in found] == [
+        ("GV.OC-01", 3),
+        ("GV.PO-01", 9),
+    ]
     first, second = found
     assert first.references == ("docs/mission.md",)
     assert first.state(dt.date(2026, 6, 1)) == "valid"
@@ -55,9 +58,7 @@ def _problems(tmp_path: Path, text: str) -> list[tuple[int | None, str]]:
 
 def test_unknown_subcategory_is_located(tmp_path: Path) -> None:
     text = GOOD.replace("GV.PO-01", "GV.PO-09")
-    assert _problems(tmp_path, text) == [
-        (9, "unknown CSF 2.0 subcategory 'GV.PO-09'")
-    ]
+    assert _problems(tmp_path, text) == [(9, "unknown CSF 2.0 subcategory 'GV.PO-09'")]
 
 
 def test_csf_1_1_id_gets_its_successor_as_hint(tmp_path: Path) -> None:
@@ -84,7 +85,7 @@ def test_duplicate_subcategory_names_the_first_line(tmp_path: Path) -> None:
     text = GOOD.replace("GV.PO-01", "GV.OC-01")
     with pytest.raises(AttestationError) as caught:
         _load(tmp_path, text)
-    (loc, message, hint), = caught.value.problems
+    ((loc, message, hint),) = caught.value.problems
     assert (loc.line, message) == (9, "GV.OC-01 is attested twice")
     assert hint == "merge it with the entry on line 3"
 

@@ -154,9 +154,7 @@ def _evaluate(ctx: Context) -> Report:
     as_of = _parse_at(args.at, now) if args.at else now
     catalogs = load_catalogs()
     policy = spec.fleet.compliance
-    attestations = load_attestations(
-        ctx.project.resolve(policy.attestations), catalogs
-    )
+    attestations = load_attestations(ctx.project.resolve(policy.attestations), catalogs)
     evidence = Evidence(
         db=ctx.db,
         as_of=as_of,
@@ -331,8 +329,15 @@ def _list_runs(ctx: Context) -> int:
         "Report runs (newest first)",
         ["run", "created", "framework", "env", "as of", "format", "failed"],
         [
-            (r.id[:12], r.created_at, r.framework, r.environment, r.as_of, r.format,
-             r.failed)
+            (
+                r.id[:12],
+                r.created_at,
+                r.framework,
+                r.environment,
+                r.as_of,
+                r.format,
+                r.failed,
+            )
             for r in runs
         ],
     )

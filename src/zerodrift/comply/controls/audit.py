@@ -27,8 +27,11 @@ __all__ = ["audit_trail_verified"]
     csf=("PR.PS-04",),
 )
 def audit_trail_verified(evidence: Evidence) -> Verdict:
-    """Every audit record links to its predecessor and hashes correctly, and
-    every signed checkpoint (and the witness file) agrees with the chain."""
+    """The audit chain and its signed checkpoints verify.
+
+    Every audit record links to its predecessor and hashes correctly, and
+    every signed checkpoint (and the witness file) agrees with the chain.
+    """
     try:
         witnessed = evidence.witness is not None and evidence.witness.exists()
         signed = evidence.checkpoints or (witnessed and not evidence.historical)
@@ -56,9 +59,7 @@ def audit_trail_verified(evidence: Evidence) -> Verdict:
     )
 
 
-def _verify(
-    evidence: Evidence, keys: list[PublicKey]
-) -> tuple[int, int, list[int]]:
+def _verify(evidence: Evidence, keys: list[PublicKey]) -> tuple[int, int, list[int]]:
     if not evidence.historical:
         summary = AuditTrail(evidence.db).verify(keys, evidence.witness)
         seqs = sorted({c.seq for c in evidence.checkpoints if c.seq})

@@ -15,14 +15,19 @@ __all__ = ["findings_analysed_in_time"]
     csf=("DE.AE-02",),
 )
 def findings_analysed_in_time(evidence: Evidence) -> Verdict:
-    """A finding is analysed when it leaves the ``open`` status (its
+    """Findings leave the ``open`` status within the policy's time.
+
+    A finding is analysed when it leaves the ``open`` status (its
     ``resolved_at`` is then the time) or is linked to an incident. It fails
     when that took longer than ``analyse_within`` for its severity, or when
-    it is still open past that time."""
+    it is still open past that time.
+    """
     rows = evidence.findings
     if not rows:
         return Verdict.not_applicable("no findings recorded")
-    limits = {**Compliance().analyse_within, **evidence.policy.analyse_within}
+    # Severities the spec leaves out keep their defaults.
+    limits = {str(k): v for k, v in Compliance().analyse_within.items()}
+    limits.update((str(k), v) for k, v in evidence.policy.analyse_within.items())
     now = parse_time(evidence.as_of)
     late: list[EvidenceRef] = []
     pending = 0

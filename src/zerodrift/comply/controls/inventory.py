@@ -18,8 +18,11 @@ def _snapshot_ref(snapshot: Snapshot, note: str) -> EvidenceRef:
     csf=("ID.AM-01", "ID.AM-02"),
 )
 def inventory_recorded(evidence: Evidence) -> Verdict:
-    """The newest inventory snapshot is younger than ``inventory_max_age``,
-    lists images and services, and was taken from the newest spec revision."""
+    """The asset inventory is recorded, recent and current.
+
+    The newest inventory snapshot is younger than ``inventory_max_age``,
+    lists images and services, and was taken from the newest spec revision.
+    """
     if not evidence.snapshots:
         return Verdict.failed(
             "no inventory snapshot recorded; run 'zerodrift inventory'"
@@ -64,9 +67,12 @@ def inventory_recorded(evidence: Evidence) -> Verdict:
     csf=("ID.AM-03",),
 )
 def data_flows_declared(evidence: Evidence) -> Verdict:
-    """The newest inventory snapshot maps communication between services:
+    """Communication between services is mapped.
+
+    The newest inventory snapshot maps communication between services:
     some flow is declared when there are two or more services, and every
-    flow joins two inventoried services."""
+    flow joins two inventoried services.
+    """
     if not evidence.snapshots:
         return Verdict.not_applicable("no inventory snapshot recorded")
     newest = evidence.snapshots[0]

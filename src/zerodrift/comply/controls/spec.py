@@ -14,8 +14,11 @@ __all__ = ["spec_committed"]
     csf=("PR.PS-01",),
 )
 def spec_committed(evidence: Evidence) -> Verdict:
-    """Configuration management: each spec digest zerodrift acted on was at a
-    git commit, and the working tree had no uncommitted changes."""
+    """Configuration management: the spec zerodrift acted on was committed.
+
+    Configuration management: each spec digest zerodrift acted on was at a
+    git commit, and the working tree had no uncommitted changes.
+    """
     revisions = evidence.spec_revisions
     if not revisions:
         return Verdict.not_applicable("no spec revision recorded")
@@ -25,14 +28,15 @@ def spec_committed(evidence: Evidence) -> Verdict:
             EvidenceRef(
                 "spec-revision",
                 r.spec_digest,
-                "not in git" if r.git_commit is None else f"dirty at {r.git_commit[:12]}",
+                "not in git"
+                if r.git_commit is None
+                else f"dirty at {r.git_commit[:12]}",
                 r.first_seen_at,
             )
             for r in reversed(bad)
         ]
         return Verdict.failed(
-            f"{len(bad)} of {len(revisions)} spec revisions were not committed "
-            "cleanly",
+            f"{len(bad)} of {len(revisions)} spec revisions were not committed cleanly",
             refs,
         )
     refs = [

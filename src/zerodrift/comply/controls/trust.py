@@ -16,9 +16,12 @@ __all__ = ["trust_keys_per_environment"]
     csf=("GV.SC-05",),
 )
 def trust_keys_per_environment(evidence: Evidence) -> Verdict:
-    """Supply-chain requirement: only artifacts signed by keys the spec trusts
+    """Supply-chain requirement: every environment has a trusted key.
+
+    Supply-chain requirement: only artifacts signed by keys the spec trusts
     for an environment may run there, so each environment must list at least
-    one key, and each listed key must be a readable public key."""
+    one key, and each listed key must be a readable public key.
+    """
     spec = evidence.spec_in_force
     if spec is None:
         return Verdict.not_applicable("the spec in force at that time is not known")

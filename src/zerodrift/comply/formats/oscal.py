@@ -141,7 +141,9 @@ def _control_observations(
             "uuid": ident,
             "title": result.control,
             "description": result.summary or result.control,
-            "props": [{"name": "outcome", "ns": OSCAL_NS, "value": result.outcome.value}],
+            "props": [
+                {"name": "outcome", "ns": OSCAL_NS, "value": result.outcome.value}
+            ],
             "methods": ["TEST"],
             "collected": report.generated_at,
         }
@@ -270,7 +272,9 @@ def _validated(root: str, document: dict[str, Any]) -> str:
     from trestle.oscal import assessment_results as ar
     from trestle.oscal import component as cd
 
-    model = ar.AssessmentResults if root == "assessment-results" else cd.ComponentDefinition
+    model = (
+        ar.AssessmentResults if root == "assessment-results" else cd.ComponentDefinition
+    )
     try:
         model.model_validate(document)
     except ValidationError as exc:

@@ -26,7 +26,9 @@ def to_sarif(report: Report) -> str:
     rules = [_rule(c) for c in controls]
     index = {c["id"]: n for n, c in enumerate(controls)}
     results = [
-        _result(r.control, index[r.control], r.summary, [e.to_dict() for e in r.evidence])
+        _result(
+            r.control, index[r.control], r.summary, [e.to_dict() for e in r.evidence]
+        )
         for r in report.coverage.results
         if r.outcome is Outcome.FAIL
     ]
