@@ -43,10 +43,11 @@ def findings_analysed_in_time(evidence: Evidence) -> Verdict:
             f"{len(late)} of {len(rows)} findings were not analysed in time",
             sorted(late, key=lambda r: r.recorded_at or "", reverse=True),
         )
-    refs = [EvidenceRef("finding", r.id, r.severity, r.found_at) for r in rows[-5:]]
+    newest = sorted(rows, key=lambda r: (r.found_at, r.id), reverse=True)[:5]
+    refs = [EvidenceRef("finding", r.id, r.severity, r.found_at) for r in newest]
     return Verdict.passed(
         f"{len(rows)} findings analysed in time ({pending} open, within policy)",
-        reversed(refs),
+        refs,
     )
 
 

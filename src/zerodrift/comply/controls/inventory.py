@@ -23,11 +23,11 @@ def inventory_recorded(evidence: Evidence) -> Verdict:
     The newest inventory snapshot is younger than ``inventory_max_age``,
     lists images and services, and was taken from the newest spec revision.
     """
-    if not evidence.snapshots:
+    newest = evidence.snapshot
+    if newest is None:
         return Verdict.failed(
             "no inventory snapshot recorded; run 'zerodrift inventory'"
         )
-    newest = evidence.snapshots[0]
     age = parse_time(evidence.as_of) - parse_time(newest.taken_at)
     limit = evidence.policy.inventory_max_age
     if age.total_seconds() > limit:
@@ -73,9 +73,9 @@ def data_flows_declared(evidence: Evidence) -> Verdict:
     some flow is declared when there are two or more services, and every
     flow joins two inventoried services.
     """
-    if not evidence.snapshots:
+    newest = evidence.snapshot
+    if newest is None:
         return Verdict.not_applicable("no inventory snapshot recorded")
-    newest = evidence.snapshots[0]
     services = {s["name"] for s in newest.content.get("services", [])}
     flows = newest.content.get("flows", [])
     if len(services) < 2:
