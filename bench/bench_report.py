@@ -193,8 +193,7 @@ def main() -> None:
         if not args.no_postgres:
             from tests.support.postgres import create_database, running_postgres
 
-            server = stack.enter_context(running_postgres())
-            engines["postgresql"] = server
+            engines["postgresql"] = stack.enter_context(running_postgres())
         for engine, server in engines.items():
             for scale in (args.scale / 2, args.scale):
                 label = f"{engine} x{scale:g}"
