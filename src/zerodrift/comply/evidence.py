@@ -189,4 +189,5 @@ class Evidence:
         if self.environment is not None:
             query = query.where(t.c.environment == self.environment)
         with self.db.read() as conn:
-            return [FindingRow._make(row) for row in conn.execute(query)]
+            rows = conn.execute(query).all()
+        return [FindingRow._make(row) for row in rows]

@@ -346,3 +346,12 @@ def test_bad_attestations_name_file_and_line(project: Path, cli: Cli) -> None:
     assert "unknown CSF 2.0 subcategory 'GV.XX-01'" in result.err
     assert "attestations.yaml:11" in result.err
     assert result.out == ""
+
+
+def test_failed_write_stores_no_run(project: Path, cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "missing-folder" / "report.json"
+    result = cli("report", "--format", "json", "--output", str(target), cwd=project)
+    assert result.code == 4
+    assert "error[write-failed]" in result.err
+    runs = json.loads(cli("report", "--runs", "--format", "json", cwd=project).out)
+    assert runs["runs"] == []

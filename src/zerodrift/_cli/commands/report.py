@@ -108,13 +108,14 @@ def run(ctx: Context) -> int:
     # A table is for people; its run is identified by the JSON it shows.
     digested = content or (_document(report, "json", run_id) or "").encode()
     digest = "sha256:" + hashlib.sha256(digested).hexdigest()
-    stored = record_run(ctx.db, report, args.format, digest, run_id=run_id)
-    _emit(ctx, report, text, content, stored.id)
+    # Written first: a run is stored and audited only once its output exists.
+    _emit(ctx, report, text, content, run_id)
+    record_run(ctx.db, report, args.format, digest, run_id=run_id)
     ctx.record(
         "report.generated",
         report.coverage.framework.key,
         {
-            "run": stored.id,
+            "run": run_id,
             "format": args.format,
             "environment": report.environment,
             "as_of": report.as_of,

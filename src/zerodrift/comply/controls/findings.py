@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
+
 from zerodrift.comply.evidence import Evidence, FindingRow, parse_time
-from zerodrift.comply.registry import EvidenceRef, Verdict, control
+from zerodrift.comply.registry import MAX_REFS, EvidenceRef, Verdict, control
 from zerodrift.spec.models import Compliance
 
 __all__ = ["findings_analysed_in_time"]
@@ -41,9 +43,9 @@ def findings_analysed_in_time(evidence: Evidence) -> Verdict:
     if late:
         return Verdict.failed(
             f"{len(late)} of {len(rows)} findings were not analysed in time",
-            sorted(late, key=lambda r: r.recorded_at or "", reverse=True),
+            heapq.nlargest(MAX_REFS, late, key=lambda r: r.recorded_at or ""),
         )
-    newest = sorted(rows, key=lambda r: (r.found_at, r.id), reverse=True)[:5]
+    newest = heapq.nlargest(5, rows, key=lambda r: (r.found_at, r.id))
     refs = [EvidenceRef("finding", r.id, r.severity, r.found_at) for r in newest]
     return Verdict.passed(
         f"{len(rows)} findings analysed in time ({pending} open, within policy)",
