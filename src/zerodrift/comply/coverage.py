@@ -20,6 +20,7 @@ An item no CSF 2.0 subcategory maps to is not covered.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -183,7 +184,7 @@ def _status(
     controls: list[str],
     outcomes: list[Result],
     attestation: Attestation | None,
-    day: Any,
+    day: dt.date,
     manual: bool,
 ) -> ItemStatus:
     failed = [r.control for r in outcomes if r.outcome is Outcome.FAIL]
