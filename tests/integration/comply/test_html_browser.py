@@ -36,8 +36,19 @@ def html_report(project: Path, cli: Cli, tmp_path: Path) -> Path:
     return page
 
 
+@pytest.fixture
+def sp800_53_report(html_report: Path, project: Path, cli: Cli, tmp_path: Path) -> Path:
+    page = tmp_path / "sp800-53.html"
+    argv = ["--framework", "sp800-53r5", "--format", "html", "--output", str(page)]
+    result = cli("report", *argv, cwd=project)
+    assert result.code in (0, 1), result.err
+    return page
+
+
 @pytest.mark.slow
-def test_report_page_renders_and_drills_down(html_report: Path, tmp_path: Path) -> None:
+def test_report_page_renders_and_drills_down(
+    html_report: Path, sp800_53_report: Path, tmp_path: Path
+) -> None:
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (scripts/bootstrap --dev)")
     from playwright.sync_api import sync_playwright
@@ -68,9 +79,17 @@ def test_report_page_renders_and_drills_down(html_report: Path, tmp_path: Path) 
         assert "inventory-snapshot" in panel.locator(".evidence").inner_text()
 
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+
+        # The largest report: SP 800-53, one cell per control.
+        page.goto(sp800_53_report.as_uri())
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.locator("#coverage-chart .function-bar").count() == 20
+        assert page.locator("#heatmap .cell").count() == 1012
+        page.click(".cell[data-id='CM-8']")
+        assert "maps from ID.AM-01" in page.locator("#drilldown").inner_text()
         browser.close()
 
     assert errors == []
     # Self-contained: the page fetched nothing but itself.
-    assert requests == [html_report.as_uri()]
+    assert requests == [html_report.as_uri(), sp800_53_report.as_uri()]
     assert (tmp_path / "report.png").stat().st_size > 10_000
