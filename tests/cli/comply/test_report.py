@@ -355,3 +355,23 @@ def test_failed_write_stores_no_run(project: Path, cli: Cli, tmp_path: Path) -> 
     assert "error[write-failed]" in result.err
     runs = json.loads(cli("report", "--runs", "--format", "json", cwd=project).out)
     assert runs["runs"] == []
+
+
+def test_corrupt_catalog_stops_the_report(
+    project: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from zerodrift.comply import catalogs
+
+    data = tmp_path / "data"
+    shutil.copytree(catalogs.DATA_DIR, data)
+    path = data / "csf-2.0-to-sp800-53r5.json"
+    path.write_bytes(path.read_bytes().replace(b"CM-08", b"CM-09", 1))
+    monkeypatch.setattr(catalogs, "DATA_DIR", data)
+    result = cli("report", "--format", "json", cwd=project)
+    assert result.code == 1
+    assert "error[catalog-corrupt]" in result.err
+    assert "csf-2.0-to-sp800-53r5.json" in result.err
+    assert "Traceback" not in result.err
+    assert result.out == ""
