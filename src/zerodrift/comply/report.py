@@ -18,9 +18,11 @@ from zerodrift.comply.coverage import Coverage, evaluate_coverage
 from zerodrift.comply.evidence import Evidence
 from zerodrift.comply.registry import Control, Result, load_controls
 
-__all__ = ["REPORT_KIND", "Report", "build_report"]
+__all__ = ["REPORT_KIND", "REPORT_SCHEMA_VERSION", "Report", "build_report"]
 
 REPORT_KIND = "compliance-report"
+# Versioned like every ``--format json`` document of the command line.
+REPORT_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)

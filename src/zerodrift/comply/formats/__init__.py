@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 
-from zerodrift._cli.output import JSON_SCHEMA_VERSION
-from zerodrift.comply.report import REPORT_KIND, Report
+from zerodrift.comply.report import REPORT_KIND, REPORT_SCHEMA_VERSION, Report
 
 __all__ = ["DOCUMENT_FORMATS", "MEDIA_TYPES", "render"]
 
@@ -36,7 +35,7 @@ def render(report: Report, fmt: str, *, run_id: str | None = None) -> str:
     """
     if fmt == "json":
         document = {
-            "schema_version": JSON_SCHEMA_VERSION,
+            "schema_version": REPORT_SCHEMA_VERSION,
             "kind": REPORT_KIND,
             "run": run_id,
             **report.to_dict(),
