@@ -23,6 +23,8 @@ def inventory_recorded(evidence: Evidence) -> Verdict:
     The newest inventory snapshot is younger than ``inventory_max_age``,
     lists images and services, and was taken from the newest spec revision.
     """
+    # TODO: fail on unmanaged nodes (running but not in the spec) once the
+    # runtime records observed nodes in the inventory.
     newest = evidence.snapshot
     if newest is None:
         return Verdict.failed(
@@ -73,6 +75,8 @@ def data_flows_declared(evidence: Evidence) -> Verdict:
     some flow is declared when there are two or more services, and every
     flow joins two inventoried services.
     """
+    # TODO: also check that flows are enforced (network policies, podman
+    # networks) once deployments record what they applied.
     newest = evidence.snapshot
     if newest is None:
         return Verdict.not_applicable("no inventory snapshot recorded")
