@@ -32,6 +32,7 @@ from pydantic_core import CoreSchema
 
 __all__ = [
     "SPEC_VERSION",
+    "Compliance",
     "CopyItem",
     "Environment",
     "Fleet",
@@ -526,6 +527,36 @@ class Policy(_Model):
     commits: CommitPolicy = Field(default_factory=CommitPolicy)
 
 
+SeverityName = Literal["critical", "high", "medium", "low", "info"]
+
+
+def _default_analysis_times() -> dict[SeverityName, int]:
+    return {
+        "critical": 4 * 3600,
+        "high": 24 * 3600,
+        "medium": 3 * 86400,
+        "low": 7 * 86400,
+        "info": 30 * 86400,
+    }
+
+
+class Compliance(_Model):
+    """What compliance reports expect: evidence freshness and response times."""
+
+    attestations: str = Field(
+        default="compliance/attestations.yaml",
+        description="the attestations file, relative to the project root",
+    )
+    inventory_max_age: Duration = Field(
+        default=86400,
+        description="the newest inventory snapshot must be younger than this",
+    )
+    analyse_within: dict[SeverityName, Duration] = Field(
+        default_factory=_default_analysis_times,
+        description="how soon a finding of each severity must leave 'open'",
+    )
+
+
 class Fleet(_Model):
     """The whole fleet spec."""
 
@@ -536,3 +567,4 @@ class Fleet(_Model):
     environments: dict[Name, Environment] = Field(default_factory=dict)
     trust: Trust = Field(default_factory=Trust)
     policy: Policy = Field(default_factory=Policy)
+    compliance: Compliance = Field(default_factory=Compliance)

@@ -52,6 +52,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "findings from every detector", _create(schema.findings)),
+    Migration(60, "compliance report runs", _create(schema.report_runs)),
 )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "findings",
     "inventory_snapshots",
     "metadata",
+    "report_runs",
     "schema_migrations",
     "spec_revisions",
 ]
@@ -112,4 +113,21 @@ findings = Table(
     Index("ix_findings_found_at", "found_at"),
     Index("ix_findings_source_kind", "source", "kind"),
     Index("ix_findings_status", "status"),
+)
+
+report_runs = Table(
+    "report_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at", String(32), nullable=False),
+    Column("framework", String(20), nullable=False),
+    Column("environment", String(100)),
+    Column("as_of", String(32), nullable=False),
+    Column("format", String(20), nullable=False),
+    Column("failed", Boolean, nullable=False),
+    Column("content_digest", String(80), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("statuses", Text, nullable=False),
+    Column("outcomes", Text, nullable=False),
+    Index("ix_report_runs_created_at", "created_at"),
 )

@@ -1,0 +1,112 @@
+"""Identify: the asset inventory is recorded, recent and matches the spec."""
+
+from __future__ import annotations
+
+from zerodrift.comply.evidence import Evidence, Snapshot, parse_time
+from zerodrift.comply.registry import EvidenceRef, Verdict, control
+
+__all__ = ["data_flows_declared", "inventory_recorded"]
+
+
+def _snapshot_ref(snapshot: Snapshot, note: str) -> EvidenceRef:
+    return EvidenceRef("inventory-snapshot", str(snapshot.id), note, snapshot.taken_at)
+
+
+@control(
+    "inventory-recorded",
+    title="An inventory snapshot is recent and matches the spec in force",
+    csf=("ID.AM-01", "ID.AM-02"),
+)
+def inventory_recorded(evidence: Evidence) -> Verdict:
+    """The asset inventory is recorded, recent and current.
+
+    The newest inventory snapshot is younger than ``inventory_max_age``,
+    lists images and services, and was taken from the newest spec revision.
+    """
+    # TODO: fail on unmanaged nodes (running but not in the spec) once the
+    # runtime records observed nodes in the inventory.
+    newest = evidence.snapshot
+    if newest is None:
+        return Verdict.failed(
+            "no inventory snapshot recorded; run 'zerodrift inventory'"
+        )
+    age = parse_time(evidence.as_of) - parse_time(newest.taken_at)
+    limit = evidence.policy.inventory_max_age
+    if age.total_seconds() > limit:
+        return Verdict.failed(
+            f"newest inventory snapshot is {_days(age.total_seconds())} old "
+            f"(policy: {_days(limit)})",
+            [_snapshot_ref(newest, "stale")],
+        )
+    content = newest.content
+    if not content.get("services") or not content.get("images"):
+        return Verdict.failed(
+            "newest inventory snapshot lists no services or no images",
+            [_snapshot_ref(newest, "empty")],
+        )
+    revisions = evidence.spec_revisions
+    if revisions and revisions[-1].spec_digest != newest.spec_digest:
+        latest = revisions[-1]
+        return Verdict.failed(
+            "the spec changed after the newest inventory snapshot",
+            [
+                _snapshot_ref(newest, f"taken from {newest.spec_digest[:19]}"),
+                EvidenceRef(
+                    "spec-revision", latest.spec_digest, "newer", latest.first_seen_at
+                ),
+            ],
+        )
+    return Verdict.passed(
+        f"snapshot {newest.id}: {len(content['images'])} images, "
+        f"{len(content['services'])} services, taken {newest.taken_at}",
+        [_snapshot_ref(newest, "newest")],
+    )
+
+
+@control(
+    "data-flows-declared",
+    title="Data flows between services are declared and consistent",
+    csf=("ID.AM-03",),
+)
+def data_flows_declared(evidence: Evidence) -> Verdict:
+    """Communication between services is mapped.
+
+    The newest inventory snapshot maps communication between services:
+    some flow is declared when there are two or more services, and every
+    flow joins two inventoried services.
+    """
+    # TODO: also check that flows are enforced (network policies, podman
+    # networks) once deployments record what they applied.
+    newest = evidence.snapshot
+    if newest is None:
+        return Verdict.not_applicable("no inventory snapshot recorded")
+    services = {s["name"] for s in newest.content.get("services", [])}
+    flows = newest.content.get("flows", [])
+    if len(services) < 2:
+        return Verdict.not_applicable("fewer than two services: no flows to map")
+    ref = _snapshot_ref(newest, f"{len(flows)} flows")
+    if not flows:
+        return Verdict.failed(
+            f"{len(services)} services but no data flow declared (talks_to)", [ref]
+        )
+    dangling = sorted(
+        f"{f['source']}->{f['target']}"
+        for f in flows
+        if f["source"] not in services or f["target"] not in services
+    )
+    if dangling:
+        return Verdict.failed(
+            f"flows to or from services not in the inventory: {', '.join(dangling)}",
+            [ref],
+        )
+    isolated = services - {f["source"] for f in flows} - {f["target"] for f in flows}
+    note = f"; without flows: {', '.join(sorted(isolated))}" if isolated else ""
+    return Verdict.passed(
+        f"{len(flows)} flows between {len(services)} services declared{note}", [ref]
+    )
+
+
+def _days(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} d"
+    return f"{seconds / 3600:.1f} h"
