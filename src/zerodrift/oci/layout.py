@@ -489,6 +489,64 @@ class Layout:
             reference="image-not-found",
         )
 
+    def store_manifest(self, manifest: Mapping[str, Any] | bytes) -> Descriptor:
+        """Store a manifest (or index) blob without listing it in ``index.json``.
+
+        Raw bytes are stored unchanged (so pulled manifests keep their
+        digest); a mapping is serialised canonically. Every blob the manifest
+        references must already be in the store. Use :meth:`tag` (or
+        :meth:`add_manifest`) to make it reachable.
+
+        Raises:
+            IntegrityError: A referenced blob is missing or the document is
+                not an OCI manifest or index.
+            OperationalError: The store cannot be written.
+        """
+        raw = manifest if isinstance(manifest, bytes) else encode(manifest)
+        document = _parse_manifest(raw)
+        for child in _children(document):
+            if not self.has_blob(child.digest):
+                raise _missing(child.digest, "referenced by the new manifest")
+        stored = self.write_blob(raw, str(document["mediaType"]))
+        artifact_type = document.get("artifactType")
+        return Descriptor(
+            stored.media_type,
+            stored.digest,
+            stored.size,
+            artifact_type=artifact_type if isinstance(artifact_type, str) else None,
+        )
+
+    def tag(
+        self,
+        name: str | None,
+        descriptor: Descriptor,
+        *,
+        annotations: Mapping[str, str] | None = None,
+    ) -> Descriptor:
+        """List a stored manifest in ``index.json``, under tag ``name`` if given.
+
+        An existing tag of that name moves. This single atomic rename of
+        ``index.json`` is what publishes an image.
+
+        Raises:
+            IntegrityError: The manifest blob is not in the store.
+            OperationalError: The store cannot be written.
+        """
+        if not self.has_blob(descriptor.digest):
+            raise _missing(descriptor.digest, "manifest to tag")
+        entry_annotations = dict(annotations or {})
+        if name is not None:
+            entry_annotations[ANNOTATION_REF_NAME] = name
+        entry = Descriptor(
+            descriptor.media_type,
+            descriptor.digest,
+            descriptor.size,
+            entry_annotations,
+            descriptor.artifact_type,
+        )
+        self._update_index(entry)
+        return entry
+
     def add_manifest(
         self,
         manifest: Mapping[str, Any] | bytes,
@@ -497,10 +555,6 @@ class Layout:
         annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
         """Store a manifest (or index) and list it in ``index.json``.
-
-        Raw bytes are stored unchanged (so pulled manifests keep their
-        digest); a mapping is serialised canonically. Every blob the manifest
-        references must already be in the store.
 
         Args:
             manifest: The manifest document or its exact bytes.
@@ -515,26 +569,7 @@ class Layout:
                 not an OCI manifest or index.
             OperationalError: The store cannot be written.
         """
-        raw = manifest if isinstance(manifest, bytes) else encode(manifest)
-        document = _parse_manifest(raw)
-        for child in _children(document):
-            if not self.has_blob(child.digest):
-                raise _missing(child.digest, "referenced by the new manifest")
-        media_type = str(document["mediaType"])
-        stored = self.write_blob(raw, media_type)
-        entry_annotations = dict(annotations or {})
-        if tag is not None:
-            entry_annotations[ANNOTATION_REF_NAME] = tag
-        artifact_type = document.get("artifactType")
-        entry = Descriptor(
-            media_type,
-            stored.digest,
-            stored.size,
-            entry_annotations,
-            artifact_type if isinstance(artifact_type, str) else None,
-        )
-        self._update_index(entry)
-        return entry
+        return self.tag(tag, self.store_manifest(manifest), annotations=annotations)
 
     def add_image(
         self,
