@@ -16,18 +16,21 @@ has attestations (for example a release key countersigning for prod).
 from __future__ import annotations
 
 import base64
+import copy
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Signer
 
-from zerodrift.errors import ConfigError
+from zerodrift.errors import ConfigError, VerificationError
 from zerodrift.oci.descriptor import Descriptor
 from zerodrift.oci.layout import Layout
-from zerodrift.protect.dsse import envelope_from_json, envelope_to_json, sign_payload
+from zerodrift.protect.dsse import envelope_to_json, sign_payload
 from zerodrift.protect.provenance import (
     PAYLOAD_TYPE,
     ResolvedDependency,
@@ -201,7 +204,7 @@ def list_attestations(layout: Layout, image: Descriptor) -> list[Attestation]:
             Attestation(
                 ref,
                 str(annotations.get(ANNOTATION_PREDICATE_TYPE, "")),
-                envelope_from_json(blob),
+                _parse_envelope(blob),
             )
         )
     return found
@@ -239,3 +242,19 @@ def sign_image(layout: Layout, ref: str, signer: Signer) -> list[Descriptor]:
         )
     todo = [s for p, s in payloads.items() if p not in signed_by_me]
     return attest_statements(layout, image, todo, signer)
+
+
+def _parse_envelope(blob: bytes) -> dict[str, Any]:
+    """Parse a stored envelope, checking its shape without changing it.
+
+    ``Envelope.from_dict`` rewrites the signature dicts it is given, so it
+    gets a deep copy.
+    """
+    try:
+        data = json.loads(blob)
+        Envelope.from_dict(copy.deepcopy(data))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationError(
+            "an attestation is not a DSSE envelope", reference="envelope-malformed"
+        ) from exc
+    return dict(data)
