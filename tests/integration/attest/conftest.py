@@ -109,28 +109,43 @@ def _layer() -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def build_signed_image(
-    root: Path, key: Key, *, drop_golden_entry: bool = False
-) -> SignedImage:
-    """Commit a spec repository, store an image, sign its attestations.
-
-    With ``drop_golden_entry`` the golden manifest leaves out one path, as a
-    buggy or malicious build would.
-    """
-    repo = root / "repo"
-    repo.mkdir(parents=True)
-    (repo / "fleet.yaml").write_text("version: 1\nname: shop\n")
+def git_commit(repo: Path) -> str:
+    """Commit everything in ``repo`` (creating the repository); return the commit."""
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
     subprocess.run(["git", "-C", str(repo), "commit", "-qm", "spec"], check=True)
-    commit = subprocess.run(
+    return subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "HEAD"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
 
-    layout = Layout.create(root / "store")
+
+def build_signed_image(
+    root: Path,
+    key: Key,
+    *,
+    drop_golden_entry: bool = False,
+    repo: Path | None = None,
+    store: Path | None = None,
+) -> SignedImage:
+    """Commit a spec repository, store an image, sign its attestations.
+
+    Args:
+        root: Where to create the repository and store when not given.
+        key: The signing key.
+        drop_golden_entry: Leave one path out of the golden manifest, as a
+            buggy or malicious build would.
+        repo: An existing folder to commit (instead of a new repository).
+        store: Where the layout goes (default ``root/store``).
+    """
+    if repo is None:
+        repo = root / "repo"
+        repo.mkdir(parents=True)
+        (repo / "fleet.yaml").write_text("version: 1\nname: shop\n")
+    commit = git_commit(repo)
+    layout = Layout.open_or_create(store or root / "store")
     layer_bytes = _layer()
     layer = layout.write_blob(layer_bytes, MEDIA_TYPE_LAYER_GZIP)
     config = {
