@@ -13,7 +13,7 @@ import io
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from securesystemslib.signer import CryptoSigner
 
+from tests.support.registry import Registry, running_registry
 from zerodrift.detect.manifest import (
     ARTIFACT_TYPE,
     MEDIA_TYPE,
@@ -202,3 +203,17 @@ def signed_image(signed_image_template: SignedImage, tmp_path: Path) -> SignedIm
         signed_image_template.commit,
         signed_image_template.key,
     )
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Registry]:
+    """A real docker-registry on loopback (plain HTTP, no auth), per session."""
+    with running_registry() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def secure_registry() -> Iterator[Registry]:
+    """A real docker-registry with TLS and basic auth, per session."""
+    with running_registry(username="ci", password="registry-pass", tls=True) as server:
+        yield server

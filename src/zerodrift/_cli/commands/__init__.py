@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from zerodrift._cli.commands import audit, init, inventory, keygen, spec, verify
+from zerodrift._cli.commands import (
+    audit,
+    init,
+    inventory,
+    keygen,
+    push,
+    spec,
+    verify,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -18,4 +26,5 @@ COMMANDS: tuple[ModuleType, ...] = (
     inventory,
     audit,
     verify,
+    push,
 )
