@@ -83,6 +83,14 @@ def test_a_key_not_allowed_for_the_environment_fails_with_exit_1(  # type: ignor
     assert "'release'" in result.err
     assert "Traceback" not in result.err
 
+    # The project key countersigns what the release key signed: dev accepts it.
+    signed = cli("sign", "web", "--format", "json", cwd=project)
+    assert signed.code == 0, signed.err
+    assert len(json.loads(signed.out)["attestations"]) == 3
+    assert cli("verify", "web", "--env", "dev", cwd=project).code == 0
+    again = cli("sign", "web", "--format", "json", cwd=project)
+    assert json.loads(again.out)["attestations"] == []
+
 
 def test_unknown_environment_and_missing_store(cli, project: Path) -> None:  # type: ignore[no-untyped-def]
     result = cli("verify", "web", "--env", "nowhere", cwd=project)

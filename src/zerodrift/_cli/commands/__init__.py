@@ -13,6 +13,7 @@ from zerodrift._cli.commands import (
     inventory,
     keygen,
     push,
+    sign,
     spec,
     verify,
 )
@@ -26,5 +27,6 @@ COMMANDS: tuple[ModuleType, ...] = (
     inventory,
     audit,
     verify,
+    sign,
     push,
 )
