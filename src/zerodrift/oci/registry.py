@@ -181,6 +181,8 @@ class RegistryClient:
         self._context = (
             ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
         )
+        # TODO: bearer-token (OAuth2) auth for Docker Hub, GHCR and Harbor; add
+        # it when a user needs a token-auth registry (basic auth works today).
         self._auth = None
         if username is not None:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()

@@ -42,6 +42,7 @@ from zerodrift.errors import VerificationError, ZerodriftError
 from zerodrift.oci.descriptor import (
     MEDIA_TYPE_LAYER,
     MEDIA_TYPE_LAYER_GZIP,
+    MEDIA_TYPE_LAYER_ZSTD,
     Descriptor,
 )
 from zerodrift.oci.layout import Layout
@@ -66,6 +67,7 @@ __all__ = [
 ]
 
 REQUIRED_PREDICATES = (SLSA_PROVENANCE, CYCLONEDX_BOM, GOLDEN_MANIFEST)
+_LAYER_TYPES = (MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD)
 STEP_NAMES = {
     1: "store",
     2: "signatures",
@@ -460,8 +462,7 @@ def _layers_root(
     layers = []
     for item in manifest.get("layers") or []:
         layer = Descriptor.from_dict(item)
-        if layer.media_type not in (MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP):
-            # TODO: decompress zstd layers once the build writes them by default.
+        if layer.media_type not in _LAYER_TYPES:
             raise _fail(
                 4,
                 f"cannot read layer {layer.digest} of type {layer.media_type}",
@@ -469,6 +470,13 @@ def _layers_root(
                 report,
             )
         with layout.open_blob(layer.digest, size=layer.size) as reader:
-            layers.append(entries_from_tar(reader))  # type: ignore[arg-type]
+            # The reader hashes what passes through it; tarfile and zstandard
+            # only need its read().
+            stream: Any = reader
+            if layer.media_type == MEDIA_TYPE_LAYER_ZSTD:
+                import zstandard
+
+                stream = zstandard.ZstdDecompressor().stream_reader(stream)
+            layers.append(entries_from_tar(stream))
             reader.verify_rest()
     return GoldenManifest.build(name, merge_layers(layers)).merkle_root

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import zstandard
 from securesystemslib.signer import CryptoSigner
 
 from tests.support.registry import Registry, running_registry
@@ -28,7 +29,11 @@ from zerodrift.detect.manifest import (
     GoldenManifest,
     entries_from_tar,
 )
-from zerodrift.oci.descriptor import MEDIA_TYPE_LAYER_GZIP, Descriptor
+from zerodrift.oci.descriptor import (
+    MEDIA_TYPE_LAYER_GZIP,
+    MEDIA_TYPE_LAYER_ZSTD,
+    Descriptor,
+)
 from zerodrift.oci.layout import Layout
 from zerodrift.protect.attest import attest_build
 from zerodrift.protect.keys import (
@@ -89,7 +94,7 @@ def make_key(folder: Path, name: str) -> Key:
     return Key(load_signer(private, PASS), load_public_key(name, public))
 
 
-def _layer() -> bytes:
+def _layer(*, zstd: bool = False) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in (("srv/www/index.html", b"<h1>shop</h1>\n"),):
@@ -107,6 +112,8 @@ def _layer() -> bytes:
         tmp.type = tarfile.DIRTYPE
         tmp.mode = 0o1777
         tar.addfile(tmp)
+    if zstd:
+        return bytes(zstandard.ZstdCompressor().compress(raw.getvalue()))
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
@@ -130,6 +137,7 @@ def build_signed_image(
     drop_golden_entry: bool = False,
     repo: Path | None = None,
     store: Path | None = None,
+    zstd: bool = False,
 ) -> SignedImage:
     """Commit a spec repository, store an image, sign its attestations.
 
@@ -140,6 +148,7 @@ def build_signed_image(
             buggy or malicious build would.
         repo: An existing folder to commit (instead of a new repository).
         store: Where the layout goes (default ``root/store``).
+        zstd: Compress the layer with zstd instead of gzip.
     """
     if repo is None:
         repo = root / "repo"
@@ -147,8 +156,9 @@ def build_signed_image(
         (repo / "fleet.yaml").write_text("version: 1\nname: shop\n")
     commit = git_commit(repo)
     layout = Layout.open_or_create(store or root / "store")
-    layer_bytes = _layer()
-    layer = layout.write_blob(layer_bytes, MEDIA_TYPE_LAYER_GZIP)
+    layer_bytes = _layer(zstd=zstd)
+    media_type = MEDIA_TYPE_LAYER_ZSTD if zstd else MEDIA_TYPE_LAYER_GZIP
+    layer = layout.write_blob(layer_bytes, media_type)
     config = {
         "architecture": "amd64",
         "os": "linux",
@@ -156,7 +166,8 @@ def build_signed_image(
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]},
     }
     image = layout.add_image(config, [layer], tag="web")
-    entries = entries_from_tar(io.BytesIO(layer_bytes))
+    plain = _layer() if zstd else layer_bytes
+    entries = entries_from_tar(io.BytesIO(plain))
     golden = GoldenManifest.build("web", entries[:-1] if drop_golden_entry else entries)
     golden_desc = layout.add_artifact(
         image, ARTIFACT_TYPE, [(golden.to_json(), MEDIA_TYPE)]

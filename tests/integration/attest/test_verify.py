@@ -171,6 +171,12 @@ def test_a_golden_manifest_that_disagrees_with_the_layers_fails_step_4(
     assert "layers give Merkle root" in message
 
 
+def test_a_zstd_layer_is_recomputed_too(tmp_path: Path) -> None:
+    key = make_key(tmp_path / "keys", "project")
+    signed = build_signed_image(tmp_path / "zstd", key, zstd=True)
+    assert _verify(signed).merkle_root is not None
+
+
 def test_an_unknown_image_is_a_config_error(signed_image: SignedImage) -> None:
     with pytest.raises(ConfigError):
         verify_image(
