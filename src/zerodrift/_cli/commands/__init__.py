@@ -9,6 +9,7 @@ from types import ModuleType
 
 from zerodrift._cli.commands import (
     audit,
+    build,
     init,
     inventory,
     keygen,
@@ -26,6 +27,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     keygen,
     inventory,
     audit,
+    build,
     verify,
     sign,
     push,
