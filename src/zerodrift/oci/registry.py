@@ -33,10 +33,10 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from zerodrift.errors import ConfigError, IntegrityError, OperationalError
 from zerodrift.oci.descriptor import (
@@ -204,7 +204,7 @@ class RegistryClient:
         method: str,
         path: str,
         *,
-        body: bytes | IO[bytes] | None = None,
+        body: bytes | Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         ok: tuple[int, ...] = (200,),
         missing_ok: bool = False,
@@ -308,10 +308,13 @@ class RegistryClient:
         location = urllib.parse.urljoin(self._base + "/", location)
         separator = "&" if "?" in location else "?"
         with layout.open_blob(blob.digest, size=blob.size) as reader:
+            # An iterable body with a Content-Length is sent as is, in large
+            # chunks; the reader checks the digest as the last chunk passes.
+            chunks = iter(lambda: reader.read(_CHUNK), b"")
             response = self._request(
                 "PUT",
                 f"{location}{separator}digest={blob.digest}",
-                body=reader,  # type: ignore[arg-type]
+                body=chunks,
                 headers={
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(blob.size),

@@ -138,6 +138,7 @@ def build_signed_image(
     repo: Path | None = None,
     store: Path | None = None,
     zstd: bool = False,
+    layer_gzip: bytes | None = None,
 ) -> SignedImage:
     """Commit a spec repository, store an image, sign its attestations.
 
@@ -149,6 +150,7 @@ def build_signed_image(
         repo: An existing folder to commit (instead of a new repository).
         store: Where the layout goes (default ``root/store``).
         zstd: Compress the layer with zstd instead of gzip.
+        layer_gzip: A gzip layer to use instead of the small default one.
     """
     if repo is None:
         repo = root / "repo"
@@ -156,7 +158,7 @@ def build_signed_image(
         (repo / "fleet.yaml").write_text("version: 1\nname: shop\n")
     commit = git_commit(repo)
     layout = Layout.open_or_create(store or root / "store")
-    layer_bytes = _layer(zstd=zstd)
+    layer_bytes = layer_gzip if layer_gzip is not None else _layer(zstd=zstd)
     media_type = MEDIA_TYPE_LAYER_ZSTD if zstd else MEDIA_TYPE_LAYER_GZIP
     layer = layout.write_blob(layer_bytes, media_type)
     config = {
