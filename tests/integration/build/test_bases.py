@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def _build(
-    repo: Path, layout: Layout, recipe: dict[str, object], **options: object
+    repo: Path, layout: Layout, recipe: Mapping[str, object], **options: object
 ) -> BuildResult:
     image = Image.model_validate(recipe)
     return build_image(
