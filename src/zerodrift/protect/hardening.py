@@ -227,7 +227,8 @@ class HardeningError(VerificationError):
     def __init__(self, image: str, findings: Sequence[HardeningFinding]) -> None:
         lines = [f"image {image!r} failed {len(findings)} hardening check(s):"]
         lines += [
-            f"  - [{f.severity.value}] {f.check} {f.path or ''} {f.message} ({f.csf})"
+            f"  - [{f.severity.value}] {f.check}{' ' + f.path if f.path else ''}: "
+            f"{f.message} ({f.csf})"
             for f in findings
         ]
         super().__init__(

@@ -139,6 +139,7 @@ def build_signed_image(
     store: Path | None = None,
     zstd: bool = False,
     layer_gzip: bytes | None = None,
+    sign: bool = True,
 ) -> SignedImage:
     """Commit a spec repository, store an image, sign its attestations.
 
@@ -151,6 +152,7 @@ def build_signed_image(
         store: Where the layout goes (default ``root/store``).
         zstd: Compress the layer with zstd instead of gzip.
         layer_gzip: A gzip layer to use instead of the small default one.
+        sign: Store the signed attestations (``False``: an unsigned build).
     """
     if repo is None:
         repo = root / "repo"
@@ -194,7 +196,8 @@ def build_signed_image(
         merkle_root=golden.merkle_root,
         entries=len(golden.entries),
     )
-    attest_build(result, layout, key.signer)
+    if sign:
+        attest_build(result, layout, key.signer)
     return SignedImage(layout, image, repo, commit, key)
 
 

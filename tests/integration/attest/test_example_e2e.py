@@ -69,3 +69,31 @@ def test_a_flipped_bit_in_the_built_store_fails_verification(
     assert done.returncode == 1
     assert "step 1 (store) failed" in done.stderr
     assert "blob-digest-mismatch" in done.stderr
+
+
+def test_waivers_in_the_example_build(example: Example, tmp_path: Path) -> None:  # noqa: F811
+    clone = example.clone(tmp_path / "clone")
+    spec = (clone / "fleet.yaml").read_text()
+    allowed = "    hardening: {allow_shell: true, allow_package_manager: true}\n"
+    assert allowed in spec
+
+    def build_with(waiver_expiry: str) -> tuple[int, str]:
+        waived = (
+            "    hardening:\n"
+            "      allow_package_manager: true\n"
+            "      waivers:\n"
+            "        - check: shell\n"
+            "          reason: busybox httpd serves the demo pages\n"
+            f"          expires: {waiver_expiry}\n"
+        )
+        (clone / "fleet.yaml").write_text(spec.replace(allowed, waived, 1))
+        done = example.run("build", "web", cwd=clone)
+        return done.returncode, done.stderr
+
+    code, err = build_with("2099-12-31")
+    assert code == 0, err
+    code, err = build_with("2020-01-01")
+    assert code == 1
+    assert "error[hardening-failed]" in err
+    assert "waiver-expired: waiver #1 of check 'shell' expired on 2020-01-01" in err
+    assert "shell /bin/busybox: busybox is a multi-call binary" in err

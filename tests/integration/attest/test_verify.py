@@ -171,6 +171,13 @@ def test_a_golden_manifest_that_disagrees_with_the_layers_fails_step_4(
     assert "layers give Merkle root" in message
 
 
+def test_an_unsigned_image_fails_step_2(tmp_path: Path) -> None:
+    key = make_key(tmp_path / "keys", "project")
+    unsigned = build_signed_image(tmp_path / "unsigned", key, sign=False)
+    message = _fails(unsigned, 2, "attestation-missing")
+    assert "slsa.dev/provenance" in message
+
+
 def test_a_zstd_layer_is_recomputed_too(tmp_path: Path) -> None:
     key = make_key(tmp_path / "keys", "project")
     signed = build_signed_image(tmp_path / "zstd", key, zstd=True)
