@@ -13,9 +13,10 @@ running the build or the time of day:
   written; device nodes and FIFOs are refused unless the caller allows them
   (they come from a trusted base);
 - hard links inside the tree are kept as tar hard links;
-- gzip output has no file name and a zero time stamp (``zlib`` with the
-  gzip wrapper); zstd uses one thread and no content size, so both are
-  deterministic for a given library version (see ADR 0011).
+- gzip output has no file name and a zero time stamp, and is compressed in
+  fixed 1 MiB blocks on every core (:class:`ParallelGzip`); zstd uses one
+  thread and no content size; both are deterministic for a given library
+  version, whatever the number of cores (see ADR 0011).
 
 The diff ID (SHA-256 of the tar) and the blob digest (SHA-256 of the
 compressed stream) are computed in the same pass that writes the blob, and
@@ -27,9 +28,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 import tarfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal, Protocol
@@ -47,6 +51,7 @@ from zerodrift.oci.layout import Layout
 __all__ = [
     "HOST_SPECIFIC_FILES",
     "Compression",
+    "ParallelGzip",
     "Layer",
     "LayerOptions",
     "TarResult",
@@ -64,7 +69,6 @@ _MEDIA_TYPES: dict[Compression, str] = {
     "none": MEDIA_TYPE_LAYER,
 }
 _DEFAULT_LEVELS: dict[Compression, int] = {"gzip": 6, "zstd": 3, "none": 0}
-_GZIP_WBITS = 31  # deflate with the gzip wrapper: no name, mtime 0
 
 
 class _Sink(Protocol):
@@ -150,14 +154,19 @@ def write_tar(root: Path, sink: _Sink, options: LayerOptions) -> TarResult:
     level = options.level if options.level is not None else _DEFAULT_LEVELS[
         options.compression
     ]  # fmt: skip
-    stream = _CompressingStream(sink, _compressor(options.compression, level))
+    compressor = _compressor(options.compression, level)
+    stream = _CompressingStream(sink, compressor)
     writer = _TarWriter(root, options)
-    with tarfile.open(  # type: ignore[call-overload]
-        fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8"
-    ) as archive:
-        for relative in _sorted_tree(root, options.origin):
-            writer.add(archive, relative)
-    stream.finish()
+    try:
+        with tarfile.open(  # type: ignore[call-overload]
+            fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8"
+        ) as archive:
+            for relative in _sorted_tree(root, options.origin):
+                writer.add(archive, relative)
+        stream.finish()
+    finally:
+        if isinstance(compressor, ParallelGzip):
+            compressor.close()
     return TarResult(
         "sha256:" + stream.hash.hexdigest(), stream.size, tuple(writer.entries)
     )
@@ -182,7 +191,7 @@ class _Identity:
 
 def _compressor(kind: Compression, level: int) -> _Compressor:
     if kind == "gzip":
-        return zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+        return ParallelGzip(level)
     if kind == "zstd":
         import zstandard
 
@@ -190,6 +199,87 @@ def _compressor(kind: Compression, level: int) -> _Compressor:
             level=level, write_content_size=False, write_checksum=True, threads=0
         ).compressobj()
     return _Identity()
+
+
+class ParallelGzip:
+    """Deterministic gzip on every core, in the manner of pigz.
+
+    The input is cut into fixed blocks of :data:`BLOCK` bytes. Each block is
+    deflated on its own (in a thread: zlib releases the interpreter lock),
+    primed with the previous 32 KiB as dictionary, and ended with a sync
+    flush; the last block finishes the stream. The raw deflate pieces,
+    concatenated, form one valid deflate stream inside a gzip header (no
+    name, time stamp 0) and trailer (CRC-32, length).
+
+    The output depends only on the input, the level, the block size and the
+    zlib version, never on the number of threads (ADR 0011).
+    """
+
+    BLOCK = 1 << 20
+    _WINDOW = 1 << 15
+    # Magic, deflate, no flags, mtime 0, no extra flags, OS "unknown".
+    _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+    def __init__(self, level: int, workers: int | None = None) -> None:
+        self._level = level
+        self._workers = max(1, workers or os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="gzip")
+        self._pending: deque[Future[bytes]] = deque()
+        self._buffer = bytearray()
+        self._previous = b""
+        self._crc = 0
+        self._size = 0
+        self._started = False
+
+    def compress(self, data: bytes) -> bytes:
+        """Take ``data``; return whatever compressed output is ready, in order."""
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        self._buffer += data
+        while len(self._buffer) >= self.BLOCK:
+            self._submit(bytes(self._buffer[: self.BLOCK]), last=False)
+            del self._buffer[: self.BLOCK]
+        return self._collect(wait=len(self._pending) > 2 * self._workers)
+
+    def flush(self) -> bytes:
+        """Finish the stream and return the rest of the output."""
+        self._submit(bytes(self._buffer), last=True)
+        self._buffer.clear()
+        out = self._collect(wait=True, everything=True)
+        self._pool.shutdown()
+        trailer = struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF)
+        return out + trailer
+
+    def close(self) -> None:
+        """Stop the worker threads (after an error)."""
+        self._pool.shutdown(cancel_futures=True)
+
+    def _submit(self, block: bytes, *, last: bool) -> None:
+        dictionary = self._previous[-self._WINDOW :]
+        self._pending.append(
+            self._pool.submit(_deflate_block, block, dictionary, self._level, last)
+        )
+        self._previous = block
+
+    def _collect(self, *, wait: bool, everything: bool = False) -> bytes:
+        out = bytearray()
+        if not self._started:
+            out += self._HEADER
+            self._started = True
+        while self._pending and (wait or self._pending[0].done()):
+            out += self._pending.popleft().result()
+            wait = everything
+        return bytes(out)
+
+
+def _deflate_block(block: bytes, dictionary: bytes, level: int, last: bool) -> bytes:
+    if dictionary:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=dictionary)
+    else:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(block) + compressor.flush(
+        zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+    )
 
 
 class _CompressingStream:

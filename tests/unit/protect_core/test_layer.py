@@ -15,7 +15,13 @@ import zstandard
 from zerodrift.detect.manifest import entries_from_tar
 from zerodrift.errors import ConfigError
 from zerodrift.oci import Layout
-from zerodrift.protect.layer import Compression, LayerOptions, write_layer, write_tar
+from zerodrift.protect.layer import (
+    Compression,
+    LayerOptions,
+    ParallelGzip,
+    write_layer,
+    write_tar,
+)
 
 EPOCH = 1_700_000_000
 # A file capability (cap_net_bind_service+ep), as setcap writes it.
@@ -184,3 +190,19 @@ def test_device_node_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="character device"):
         _tar_bytes(root)
+
+
+def test_parallel_gzip_is_the_same_whatever_the_thread_count() -> None:
+    data = b"".join(
+        hashlib.sha256(str(i).encode()).digest() * (i % 7 + 1) for i in range(90_000)
+    )
+    outputs = []
+    for workers in (1, 2, 3):
+        compressor = ParallelGzip(6, workers)
+        chunks = [compressor.compress(data[i : i + 10_000])
+                  for i in range(0, len(data), 10_000)]  # fmt: skip
+        outputs.append(b"".join(chunks) + compressor.flush())
+
+    assert len(data) > 3 * ParallelGzip.BLOCK
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert gzip.decompress(outputs[0]) == data
