@@ -30,13 +30,14 @@ import os
 import stat
 import struct
 import tarfile
-import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal, Protocol
+
+from zlib_ng import zlib_ng
 
 from zerodrift.detect.manifest import SECURITY_XATTRS, Entry, EntryType
 from zerodrift.errors import ConfigError, Location
@@ -211,8 +212,10 @@ class ParallelGzip:
     concatenated, form one valid deflate stream inside a gzip header (no
     name, time stamp 0) and trailer (CRC-32, length).
 
+    Deflate is zlib-ng's (2 to 4 times faster than zlib at the same ratio).
     The output depends only on the input, the level, the block size and the
-    zlib version, never on the number of threads (ADR 0011).
+    zlib-ng version (pinned in requirements/), never on the number of threads
+    (ADR 0011).
     """
 
     BLOCK = 1 << 20
@@ -233,7 +236,7 @@ class ParallelGzip:
 
     def compress(self, data: bytes) -> bytes:
         """Take ``data``; return whatever compressed output is ready, in order."""
-        self._crc = zlib.crc32(data, self._crc)
+        self._crc = zlib_ng.crc32(data, self._crc)
         self._size += len(data)
         self._buffer += data
         while len(self._buffer) >= self.BLOCK:
@@ -274,11 +277,11 @@ class ParallelGzip:
 
 def _deflate_block(block: bytes, dictionary: bytes, level: int, last: bool) -> bytes:
     if dictionary:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=dictionary)
+        compressor = zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15, zdict=dictionary)
     else:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+        compressor = zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
     return compressor.compress(block) + compressor.flush(
-        zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+        zlib_ng.Z_FINISH if last else zlib_ng.Z_SYNC_FLUSH
     )
 
 
