@@ -287,6 +287,8 @@ def build_images(
     lock_path = project_root / LOCK_FILE
     lock = Lock.load(lock_path)
     source = source_state(project_root)
+    if source.dirty:
+        _warn_dirty(source)
     results = []
     for name in names or sorted(fleet.images):
         health = any(s.health for s in fleet.services.values() if s.image == name)
@@ -300,6 +302,15 @@ def build_images(
             lock.save(lock_path)
         results.append(result)
     return results
+
+
+def _warn_dirty(source: SourceState) -> None:
+    where = f"commit {source.commit[:12]}" if source.commit else "no commit"
+    message = (
+        f"the spec repository has uncommitted changes; the images are "
+        f"stamped with {where} but may not match it (recorded as dirty)"
+    )
+    _logger.warning("%s", message)
 
 
 def _share_entry(lock: Lock, name: str, image: Image) -> Lock:
@@ -640,8 +651,11 @@ def _dependencies(
 def _attest(build: _Build, result: BuildResult) -> BuildResult:
     signer = build.options.signer
     if signer is None:
-        _logger.warning("image %s is not signed: no signing key was given", build.name)
-        build.say("not signed (no key); 'zerodrift verify' will refuse it")
+        _logger.warning(
+            "image %s is not signed (no signing key; create one with 'zerodrift "
+            "keygen'): 'zerodrift verify' will refuse it",
+            build.name,
+        )
         return result
     from zerodrift.protect.attest import attest_build
 

@@ -98,7 +98,6 @@ def _options(ctx: Context) -> BuildOptions:
 
 def _signer(ctx: Context) -> Any:
     if not ctx.project.private_key_path.exists():
-        _note(ctx, "no signing key: images are built unsigned (zerodrift keygen)")
         return None
     return ctx.signer()
 
@@ -111,11 +110,6 @@ def _progress(ctx: Context) -> Any:
         print(line, file=sys.stderr, flush=True)
 
     return show
-
-
-def _note(ctx: Context, message: str) -> None:
-    if not getattr(ctx.args, "quiet", 0):
-        print(f"note: {message}", file=sys.stderr)
 
 
 def _audit_details(result: BuildResult) -> dict[str, Any]:
