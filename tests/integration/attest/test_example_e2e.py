@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.build.conftest import Example, example  # noqa: F401
+from tests.integration.image_build.conftest import Example, example  # noqa: F401
 from tests.support.registry import Registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.registry]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.build.conftest import Example, Podman, digests_of, git
+from tests.integration.image_build.conftest import Example, Podman, digests_of, git
 from zerodrift.detect.manifest import ARTIFACT_TYPE, GoldenManifest
 from zerodrift.oci import Layout
 

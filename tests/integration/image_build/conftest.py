@@ -1,4 +1,4 @@
-"""Shared, expensive fixtures for build tests: one built example per session.
+"""Shared, expensive fixtures for image build tests: one built example per session.
 
 Building the example needs mmdebstrap and the Debian mirror (a few seconds);
 it happens once per session, and every test works on clones of the result.
