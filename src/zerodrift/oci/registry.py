@@ -577,7 +577,7 @@ def pull_image(
             reference="image-not-manifest",
         )
     report = TransferReport(digest_bytes(data))
-    _store_manifest(client, layout, data, report, tag=tag)
+    _pull_children(client, layout, data, report)
     queue = [report.digest]
     seen = set(queue)
     while queue:
@@ -593,19 +593,17 @@ def pull_image(
                     "serve it",
                     reference="referrer-missing",
                 )
-            _store_manifest(client, layout, got[0], report, tag=None)
+            _pull_children(client, layout, got[0], report)
+            layout.add_manifest(got[0])
             report.referrers.append(referrer.digest)
             queue.append(referrer.digest)
+    # The tag comes last: an interrupted pull leaves no tagged image behind.
+    layout.add_manifest(data, tag=tag)
     return report
 
 
-def _store_manifest(
-    client: RegistryClient,
-    layout: Layout,
-    data: bytes,
-    report: TransferReport,
-    *,
-    tag: str | None,
+def _pull_children(
+    client: RegistryClient, layout: Layout, data: bytes, report: TransferReport
 ) -> None:
     document = json.loads(data)
     children = []
@@ -618,4 +616,3 @@ def _store_manifest(
             report.bytes_sent += child.size
         else:
             report.blobs_skipped += 1
-    layout.add_manifest(data, tag=tag)

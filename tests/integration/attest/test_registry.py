@@ -28,8 +28,22 @@ from zerodrift.protect.verify import git_commit_exists, verify_image
 pytestmark = pytest.mark.registry
 
 
-def _client(registry: Registry, repository: str, **kw: object) -> RegistryClient:
-    return RegistryClient(parse_registry_url(registry.url(repository)), **kw)  # type: ignore[arg-type]
+def _client(
+    registry: Registry,
+    repository: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: Path | None = None,
+    plain_http: bool | None = None,
+) -> RegistryClient:
+    return RegistryClient(
+        parse_registry_url(registry.url(repository)),
+        username=username,
+        password=password,
+        ca_file=ca_file,
+        plain_http=plain_http,
+    )
 
 
 def _referrer_digests(layout: Layout, digest: str) -> set[str]:
@@ -183,3 +197,28 @@ def test_cli_registry_down_is_exit_4(cli, project: Path) -> None:  # type: ignor
     bad = cli("pull", "registry://127.0.0.1/shop/web", cwd=project)
     assert bad.code == 3
     assert "registry-url-invalid" in bad.err
+
+
+def test_a_tampered_blob_in_the_registry_is_refused_and_nothing_is_tagged(
+    registry: Registry, signed_image: SignedImage, tmp_path: Path
+) -> None:
+    push_image(signed_image.layout, "web", _client(registry, "shop/evil"), tag="web")
+    layer = signed_image.layout.read_json(signed_image.image)["layers"][0]["digest"]
+    hex_digest = layer.removeprefix("sha256:")
+    stored = next(
+        registry.folder.glob(
+            f"storage/docker/registry/v2/blobs/sha256/*/{hex_digest}/data"
+        )
+    )
+    data = bytearray(stored.read_bytes())
+    data[5] ^= 0x10
+    stored.write_bytes(bytes(data))
+
+    fresh = Layout.create(tmp_path / "pulled")
+    with pytest.raises(IntegrityError) as info:
+        pull_image(
+            _client(registry, "shop/evil"), signed_image.image.digest, fresh, tag="web"
+        )
+    assert info.value.reference == "blob-digest-mismatch"
+    assert not fresh.has_blob(layer)
+    assert fresh.tags() == {}
