@@ -33,7 +33,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,8 @@ _URL_RE = re.compile(
 _LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
 _ACCEPT = ", ".join((MEDIA_TYPE_MANIFEST, MEDIA_TYPE_INDEX))
 _CHUNK = 1 << 20
+
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -491,6 +493,8 @@ def _push_manifest(
     desc: Descriptor,
     reference: str,
     report: TransferReport,
+    *,
+    progress: Progress | None,
 ) -> bool:
     raw = layout.read_blob(desc, max_size=MAX_DOCUMENT_SIZE)
     document = json.loads(raw)
@@ -502,13 +506,27 @@ def _push_manifest(
         if client.push_blob(layout, child):
             report.blobs_sent += 1
             report.bytes_sent += child.size
+            _say(progress, "sent", child)
         else:
             report.blobs_skipped += 1
+    _say(progress, "sent manifest", desc)
     return client.put_manifest(reference, raw, str(document["mediaType"]))
 
 
+def _say(progress: Progress | None, verb: str, desc: Descriptor) -> None:
+    if progress is not None:
+        kind = desc.artifact_type or desc.media_type
+        size = f"{desc.size / 1e6:.1f} MB" if desc.size >= 100_000 else f"{desc.size} B"
+        progress(f"{verb} {desc.digest[:19]}… {size} ({kind})")
+
+
 def push_image(
-    layout: Layout, ref: str, client: RegistryClient, *, tag: str | None
+    layout: Layout,
+    ref: str,
+    client: RegistryClient,
+    *,
+    tag: str | None,
+    progress: Progress | None = None,
 ) -> TransferReport:
     """Push the image ``ref`` and all its referrers to ``client``'s repository.
 
@@ -517,6 +535,7 @@ def push_image(
         ref: Tag or digest of the image in the store.
         client: The target repository.
         tag: Tag to give the image in the registry (``None``: by digest only).
+        progress: Called with a line for each blob and manifest sent.
 
     Raises:
         ConfigError: ``ref`` is not in the store.
@@ -530,10 +549,14 @@ def push_image(
             f"{ref} is not an image manifest", reference="image-not-manifest"
         )
     report = TransferReport(image.digest)
-    _push_manifest(layout, client, image, tag or image.digest, report)
+    _push_manifest(
+        layout, client, image, tag or image.digest, report, progress=progress
+    )
     fallback: dict[str, list[Descriptor]] = {}
     for referrer in _graph(layout, image):
-        indexed = _push_manifest(layout, client, referrer, referrer.digest, report)
+        indexed = _push_manifest(
+            layout, client, referrer, referrer.digest, report, progress=progress
+        )
         report.referrers.append(referrer.digest)
         if not indexed:
             subject = layout.read_json(referrer)["subject"]["digest"]
@@ -545,7 +568,12 @@ def push_image(
 
 
 def pull_image(
-    client: RegistryClient, reference: str, layout: Layout, *, tag: str | None
+    client: RegistryClient,
+    reference: str,
+    layout: Layout,
+    *,
+    tag: str | None,
+    progress: Progress | None = None,
 ) -> TransferReport:
     """Pull an image and all its referrers from ``client``'s repository.
 
@@ -554,6 +582,7 @@ def pull_image(
         reference: A tag or ``sha256:`` digest in that repository.
         layout: The store to pull into.
         tag: The tag the image gets in the store.
+        progress: Called with a line for each blob received.
 
     Raises:
         ConfigError: The registry has no such image.
@@ -577,7 +606,7 @@ def pull_image(
             reference="image-not-manifest",
         )
     report = TransferReport(digest_bytes(data))
-    _pull_children(client, layout, data, report)
+    _pull_children(client, layout, data, report, progress)
     queue = [report.digest]
     seen = set(queue)
     while queue:
@@ -593,7 +622,7 @@ def pull_image(
                     "serve it",
                     reference="referrer-missing",
                 )
-            _pull_children(client, layout, got[0], report)
+            _pull_children(client, layout, got[0], report, progress)
             layout.add_manifest(got[0])
             report.referrers.append(referrer.digest)
             queue.append(referrer.digest)
@@ -603,7 +632,11 @@ def pull_image(
 
 
 def _pull_children(
-    client: RegistryClient, layout: Layout, data: bytes, report: TransferReport
+    client: RegistryClient,
+    layout: Layout,
+    data: bytes,
+    report: TransferReport,
+    progress: Progress | None,
 ) -> None:
     document = json.loads(data)
     children = []
@@ -614,5 +647,6 @@ def _pull_children(
         if client.pull_blob(layout, child):
             report.blobs_sent += 1
             report.bytes_sent += child.size
+            _say(progress, "received", child)
         else:
             report.blobs_skipped += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +107,17 @@ def _client(ctx: Context, ref: RegistryRef) -> RegistryClient:
     )
 
 
+def _progress(ctx: Context) -> Callable[[str], None] | None:
+    """Progress lines on stderr, unless ``--quiet``."""
+    if getattr(ctx.args, "quiet", 0):
+        return None
+
+    def show(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
 def run_push(ctx: Context) -> int:
     """Push the image and its referrers; record the push."""
     from zerodrift.errors import ConfigError
@@ -121,7 +134,9 @@ def run_push(ctx: Context) -> int:
     name, ref = split_reference(ctx.args.image)
     tag = target.tag or (None if name.startswith("sha256:") else name)
     layout = Layout.open(store_path(ctx))
-    report = push_image(layout, ref, _client(ctx, target), tag=tag)
+    report = push_image(
+        layout, ref, _client(ctx, target), tag=tag, progress=_progress(ctx)
+    )
     where = f"{target.address}/{target.repository}"
     ctx.record(
         "image.pushed",
@@ -155,7 +170,9 @@ def run_pull(ctx: Context) -> int:
         )
     name = ctx.args.name or source.repository.rsplit("/", 1)[-1]
     layout = Layout.open_or_create(store_path(ctx))
-    report = pull_image(_client(ctx, source), reference, layout, tag=name)
+    report = pull_image(
+        _client(ctx, source), reference, layout, tag=name, progress=_progress(ctx)
+    )
     ctx.record(
         "image.pulled",
         f"{name}@{report.digest}",
