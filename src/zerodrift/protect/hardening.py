@@ -348,7 +348,10 @@ def _path_findings(fact: PathFacts, image: Image) -> list[HardeningFinding]:
         out.append(HardeningFinding("setuid", fact.path, "file has the setuid bit"))
     if stat.S_ISREG(mode) and mode & stat.S_ISGID:
         out.append(HardeningFinding("setgid", fact.path, "file has the setgid bit"))
-    if not is_link and mode & stat.S_IWOTH and not (is_dir and mode & stat.S_ISVTX):
+    # Devices such as /dev/null are world-writable by design; links carry no
+    # permissions of their own.
+    writable_kind = stat.S_ISREG(mode) or is_dir
+    if writable_kind and mode & stat.S_IWOTH and not (is_dir and mode & stat.S_ISVTX):
         kind = "folder without the sticky bit" if is_dir else "file"
         out.append(
             HardeningFinding(

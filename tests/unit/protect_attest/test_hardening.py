@@ -57,6 +57,7 @@ def test_setuid_setgid_and_world_writable_are_found() -> None:
         PathFacts("/srv/data", DIR | 0o777),
         PathFacts("/srv/log.txt", REG | 0o666),
         PathFacts("/usr/bin/x", LNK | 0o777, link_target="y"),
+        PathFacts("/dev/null", stat.S_IFCHR | 0o666),
     ]
     assert _checks(facts) == {
         ("setuid", "/usr/bin/passwd"),
