@@ -109,8 +109,15 @@ _SECRET_NAMES = {
     ".git-credentials": "git credentials",
     "credentials": "cloud credentials",
     ".htpasswd": "password hashes",
+    "config.json": "container registry credentials",
+    "config": "Kubernetes credentials",
 }
-_SECRET_NAME_PARENTS = {"credentials": {".aws", ".gcloud"}}
+# Names that are secrets only inside these folders.
+_SECRET_NAME_PARENTS = {
+    "credentials": {".aws", ".gcloud"},
+    "config.json": {".docker"},
+    "config": {".kube"},
+}
 _ENV_SECRET = re.compile(
     rb"^\s*(export\s+)?[A-Za-z0-9_]*(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY"
     rb"|ACCESS_KEY)[A-Za-z0-9_]*\s*=\s*\S",

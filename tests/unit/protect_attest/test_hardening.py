@@ -109,12 +109,17 @@ def test_secrets_by_name_and_content() -> None:
         PathFacts("/root/.ssh/id_rsa", REG | 0o600),
         PathFacts("/home/app/.aws/credentials", REG | 0o600),
         PathFacts("/srv/credentials", REG | 0o644),
+        PathFacts("/root/.docker/config.json", REG | 0o600),
+        PathFacts("/srv/config.json", REG | 0o644),
+        PathFacts("/home/app/.kube/config", REG | 0o600),
         PathFacts("/etc/ssl/private/x.pem", REG | 0o600, secret="PEM private key"),
         PathFacts("/srv/.env", REG | 0o644, secret="environment file with secrets"),
     ]
     assert _checks(facts) == {
         ("private-key", "/root/.ssh/id_rsa"),
         ("secret-file", "/home/app/.aws/credentials"),
+        ("secret-file", "/root/.docker/config.json"),
+        ("secret-file", "/home/app/.kube/config"),
         ("private-key", "/etc/ssl/private/x.pem"),
         ("secret-file", "/srv/.env"),
     }
