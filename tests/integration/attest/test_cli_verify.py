@@ -96,6 +96,13 @@ def test_unknown_environment_and_missing_store(cli, project: Path) -> None:  # t
     result = cli("verify", "web", "--env", "nowhere", cwd=project)
     assert result.code == 3
     assert "environment-unknown" in result.err
+    spec = (project / "fleet.yaml").read_text()
+    (project / "fleet.yaml").write_text(spec.replace("    dev: [project]\n", ""))
+    result = cli("verify", "web", "--env", "dev", cwd=project)
+    assert result.code == 3
+    assert "no-trusted-keys" in result.err
+    assert "trust.environments.dev" in result.err
+    (project / "fleet.yaml").write_text(spec)
     result = cli("verify", "web", cwd=project)
     assert result.code == 3
     assert "store-missing" in result.err

@@ -78,6 +78,15 @@ def run(ctx: Context) -> int:
             hint="known: " + ", ".join(sorted(fleet.environments)),
             reference="environment-unknown",
         )
+    allowed = ctx.trusted_keys(env)
+    if not allowed:
+        where = f"environment {env!r}" if env else "any environment"
+        raise ConfigError(
+            f"the trust policy allows no key for {where}",
+            hint="list public keys under 'trust.keys' and name them under "
+            f"'trust.environments.{env or '<env>'}'",
+            reference="no-trusted-keys",
+        )
     name, ref = split_reference(ctx.args.image)
     store = store_path(ctx)
     if not store.exists():
@@ -92,7 +101,7 @@ def run(ctx: Context) -> int:
         report = verify_image(
             layout,
             ref,
-            allowed_keys=ctx.trusted_keys(env),
+            allowed_keys=allowed,
             known_keys=ctx.trusted_keys(None),
             environment=env,
             commit_exists=git_commit_exists(ctx.project.root),
