@@ -215,7 +215,9 @@ class RegistryClient:
             self._url(path), data=body, method=method, headers=dict(headers or {})
         )
         if self._auth:
-            request.add_header("Authorization", self._auth)
+            # Not forwarded on redirects: blob downloads may be redirected to
+            # object storage, which must not see (and rejects) our credentials.
+            request.add_unredirected_header("Authorization", self._auth)
         try:
             response = self._opener.open(request, timeout=self._timeout)
         except urllib.error.HTTPError as exc:
