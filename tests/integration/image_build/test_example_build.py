@@ -156,6 +156,10 @@ def test_changed_resolution_fails_unless_update_lock(
     assert accepted.returncode == 0, accepted.stderr
     updated = json.loads(lock_path.read_text())
     assert updated["images"]["web"]["packages"][0]["version"] == real_version
+    audit = example.run("audit", "log", "--action", "image", "--format", "json",
+                        cwd=clone)  # fmt: skip
+    actions = [r["action"] for r in json.loads(audit.stdout)["records"]]
+    assert sorted(actions) == ["image.build", "image.build_failed"]
 
 
 def test_killed_build_leaves_nothing_tagged(example: Example, tmp_path: Path) -> None:

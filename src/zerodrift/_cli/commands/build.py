@@ -64,6 +64,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     """Build, record each image in the audit trail, and print the digests."""
+    from zerodrift.errors import ZerodriftError
     from zerodrift.oci.layout import Layout
     from zerodrift.protect.build import build_images
 
@@ -73,7 +74,13 @@ def run(ctx: Context) -> int:
     if ctx.args.check_reproducible:
         return _check_reproducible(ctx, options)
     layout = Layout.open_or_create(project.state_dir / "store")
-    results = build_images(project.root, fleet, ctx.args.images, layout, options)
+    try:
+        results = build_images(project.root, fleet, ctx.args.images, layout, options)
+    except ZerodriftError as exc:
+        subject = ",".join(ctx.args.images) or "all images"
+        ctx.record("image.build_failed", subject,
+                   {"reference": exc.reference, "message": exc.message})  # fmt: skip
+        raise
     for result in results:
         ctx.record("image.build", f"{result.image_name}@{result.manifest_digest}",
                    _audit_details(result))  # fmt: skip
