@@ -8,7 +8,8 @@ is the image manifest, whose ``artifactType`` is
 :data:`ANNOTATION_PREDICATE_TYPE` names the predicate. The attestations thus
 travel with the image through registries and are found by subject.
 
-:func:`attest_build` is called by the build with everything it learned;
+:func:`attest_build` is called by the build with everything it learned
+(and, optionally, the hardening report, signed as evidence too);
 :func:`sign_image` adds signatures by another key to an image that already
 has attestations (for example a release key countersigning for prod).
 """
@@ -21,7 +22,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from securesystemslib.dsse import Envelope
@@ -31,12 +32,14 @@ from zerodrift.errors import ConfigError, VerificationError
 from zerodrift.oci.descriptor import Descriptor
 from zerodrift.oci.layout import Layout
 from zerodrift.protect.dsse import envelope_to_json, sign_payload
+from zerodrift.protect.hardening import HardeningReport
 from zerodrift.protect.provenance import (
     PAYLOAD_TYPE,
     ResolvedDependency,
     Subject,
     encode_statement,
     golden_manifest_statement,
+    hardening_statement,
     parse_statement,
     provenance_statement,
     sbom_statement,
@@ -151,12 +154,25 @@ def attest_statements(
 
 
 def attest_build(
-    result: AttestableBuild, layout: Layout, signer: Signer
+    result: AttestableBuild,
+    layout: Layout,
+    signer: Signer,
+    *,
+    hardening: HardeningReport | None = None,
+    checked_on: date | None = None,
 ) -> list[Descriptor]:
     """Sign provenance, SBOM and golden manifest statements for a build.
 
+    Args:
+        result: What the build produced.
+        layout: The store holding the image.
+        signer: The project key.
+        hardening: The hardening report, attested too when given.
+        checked_on: The date the hardening waivers were judged against.
+
     Returns:
-        The three stored attestation artifacts (provenance, SBOM, golden).
+        The stored attestation artifacts (provenance, SBOM, golden manifest,
+        then the hardening report if given).
 
     Raises:
         IntegrityError: The image is not in the layout.
@@ -182,6 +198,11 @@ def attest_build(
             entries=result.entries,
         ),
     ]
+    if hardening is not None:
+        day = (checked_on or result.finished_at.date()).isoformat()
+        statements.append(
+            hardening_statement(subject, hardening.to_dict(), checked_on=day)
+        )
     return attest_statements(layout, result.image, statements, signer)
 
 

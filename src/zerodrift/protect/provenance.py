@@ -7,7 +7,9 @@ name and manifest digest). Three predicates are produced:
   from which spec commit and recipe, and from which inputs;
 - the CycloneDX SBOM (:data:`CYCLONEDX_BOM`), embedded as the predicate;
 - the golden manifest (:data:`GOLDEN_MANIFEST`): its Merkle root and the
-  digest of the manifest document stored next to the image.
+  digest of the manifest document stored next to the image;
+- optionally, the hardening report (:data:`HARDENING`): every finding with
+  its check, severity, CSF subcategory and waiver.
 
 This module is pure: it builds and checks JSON documents. Signing happens in
 :mod:`zerodrift.protect.attest`, checking against an image in
@@ -31,6 +33,7 @@ __all__ = [
     "BUILD_TYPE",
     "CYCLONEDX_BOM",
     "GOLDEN_MANIFEST",
+    "HARDENING",
     "PAYLOAD_TYPE",
     "SLSA_PROVENANCE",
     "STATEMENT_TYPE",
@@ -38,6 +41,7 @@ __all__ = [
     "Subject",
     "encode_statement",
     "golden_manifest_statement",
+    "hardening_statement",
     "parse_statement",
     "provenance_statement",
     "sbom_statement",
@@ -49,6 +53,7 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 CYCLONEDX_BOM = "https://cyclonedx.org/bom"
 GOLDEN_MANIFEST = "https://zerodrift.dev/golden-manifest/v1"
+HARDENING = "https://zerodrift.dev/hardening/v1"
 BUILD_TYPE = "https://zerodrift.dev/build/image/v1"
 BUILDER_ID = "https://zerodrift.dev/builder/local"
 
@@ -167,6 +172,24 @@ def golden_manifest_statement(
             "entries": entries,
         },
     )
+
+
+def hardening_statement(
+    subject: Subject, report: Mapping[str, Any], *, checked_on: str
+) -> dict[str, Any]:
+    """Attest the hardening checks' outcome (evidence for the CSF report).
+
+    Args:
+        subject: The image checked.
+        report: :meth:`zerodrift.protect.hardening.HardeningReport.to_dict`.
+        checked_on: The date waivers were judged against (ISO 8601).
+    """
+    predicate = {
+        "checkedOn": checked_on,
+        "passed": report.get("passed"),
+        "findings": list(report.get("findings", [])),
+    }
+    return _statement(subject, HARDENING, predicate)
 
 
 def encode_statement(statement: Mapping[str, Any]) -> bytes:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import gzip
 import io
 import shutil
+import stat
 import subprocess
 import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ from zerodrift.oci.descriptor import (
 )
 from zerodrift.oci.layout import Layout
 from zerodrift.protect.attest import attest_build
+from zerodrift.protect.hardening import PathFacts, evaluate
 from zerodrift.protect.keys import (
     PublicKey,
     generate_private_key,
@@ -45,8 +47,11 @@ from zerodrift.protect.keys import (
 )
 from zerodrift.protect.provenance import ResolvedDependency
 from zerodrift.protect.sbom import DebPackage, FileComponent, build_sbom
+from zerodrift.spec.models import Image
 
 PASS = b"attest-test-passphrase"
+TODAY = date(2026, 1, 1)
+_MODES = {"dir": stat.S_IFDIR, "file": stat.S_IFREG}
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -172,6 +177,7 @@ def build_signed_image(
     image = layout.add_image(config, [layer], tag="web")
     plain = _layer() if zstd else layer_bytes
     entries = entries_from_tar(io.BytesIO(plain))
+    scan_facts = [PathFacts(e.path, _MODES[e.type] | e.mode) for e in entries]
     golden = GoldenManifest.build("web", entries[:-1] if drop_golden_entry else entries)
     golden_desc = layout.add_artifact(
         image, ARTIFACT_TYPE, [(golden.to_json(), MEDIA_TYPE)]
@@ -197,7 +203,10 @@ def build_signed_image(
         entries=len(golden.entries),
     )
     if sign:
-        attest_build(result, layout, key.signer)
+        report = evaluate(
+            scan_facts, Image(), image_name="web", has_health_check=True, today=TODAY
+        )
+        attest_build(result, layout, key.signer, hardening=report, checked_on=TODAY)
     return SignedImage(layout, image, repo, commit, key)
 
 

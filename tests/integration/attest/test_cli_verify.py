@@ -86,7 +86,7 @@ def test_a_key_not_allowed_for_the_environment_fails_with_exit_1(  # type: ignor
     # The project key countersigns what the release key signed: dev accepts it.
     signed = cli("sign", "web", "--format", "json", cwd=project)
     assert signed.code == 0, signed.err
-    assert len(json.loads(signed.out)["attestations"]) == 3
+    assert len(json.loads(signed.out)["attestations"]) == 4  # with hardening
     assert cli("verify", "web", "--env", "dev", cwd=project).code == 0
     again = cli("sign", "web", "--format", "json", cwd=project)
     assert json.loads(again.out)["attestations"] == []

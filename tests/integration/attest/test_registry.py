@@ -76,7 +76,7 @@ def test_push_then_pull_keeps_every_digest_and_verifies(
     pushed = push_image(source, "web", _client(registry, "shop/web"), tag="web")
     assert pushed.digest == image.digest
     assert set(pushed.referrers) == _referrer_digests(source, image.digest)
-    assert len(pushed.referrers) == 4  # golden manifest + three attestations
+    assert len(pushed.referrers) == 5  # golden manifest + four attestations
 
     # A second push sends no blob again.
     again = push_image(source, "web", _client(registry, "shop/web"), tag="web")

@@ -13,7 +13,7 @@ from zerodrift.errors import ConfigError, IntegrityError
 from zerodrift.oci.descriptor import Descriptor
 from zerodrift.oci.layout import Layout
 from zerodrift.protect.attest import list_attestations, sign_image
-from zerodrift.protect.provenance import SLSA_PROVENANCE
+from zerodrift.protect.provenance import HARDENING, SLSA_PROVENANCE
 from zerodrift.protect.verify import (
     ImageVerificationError,
     VerifyReport,
@@ -50,6 +50,19 @@ def test_a_good_image_verifies(signed_image: SignedImage) -> None:
         "https://zerodrift.dev/golden-manifest/v1": ["project"],
     }
     assert report.to_dict()["verified"] is True
+
+
+def test_the_hardening_report_is_attested_too(signed_image: SignedImage) -> None:
+    found = {
+        a.predicate_type: a
+        for a in list_attestations(signed_image.layout, signed_image.image)
+    }
+    statement = json.loads(base64.b64decode(found[HARDENING].envelope["payload"]))
+    assert statement["predicate"]["checkedOn"] == "2026-01-01"
+    assert statement["predicate"]["passed"] is True
+    assert statement["subject"][0]["digest"]["sha256"] == (
+        signed_image.image.digest.removeprefix("sha256:")
+    )
 
 
 def test_by_digest_too(signed_image: SignedImage) -> None:
