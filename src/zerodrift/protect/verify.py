@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 REQUIRED_PREDICATES = (SLSA_PROVENANCE, CYCLONEDX_BOM, GOLDEN_MANIFEST)
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _LAYER_TYPES = (MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD)
 STEP_NAMES = {
     1: "store",
@@ -201,8 +203,23 @@ def verify_image(
     """
     image = layout.resolve(ref)
     report = VerifyReport(ref, image.digest)
+    _check_store(layout, image, report)
+    statements = _check_signatures(
+        layout, image, _Policy(allowed_keys, known_keys, environment), report
+    )
+    _check_provenance(statements[SLSA_PROVENANCE], commit_exists, report)
+    report.merkle_root = _check_golden(
+        layout, image, statements[GOLDEN_MANIFEST], report
+    )
+    report.steps.append(
+        Step(4, "golden manifest", f"Merkle root {report.merkle_root[:16]}… matches")
+    )
+    _check_sbom(statements[CYCLONEDX_BOM], report)
+    return report
 
-    # Step 1: the content of the image and of every referrer.
+
+def _check_store(layout: Layout, image: Descriptor, report: VerifyReport) -> None:
+    """Step 1: the content of the image and of every referrer is intact."""
     try:
         checked = layout.check(image.digest)
         referrers = layout.referrers(image.digest)
@@ -214,9 +231,12 @@ def verify_image(
         Step(1, "store", f"{checked.blobs} blobs, {len(referrers)} referrers intact")
     )
 
-    # Step 2: a trusted signature on each required statement about this image.
+
+def _check_signatures(
+    layout: Layout, image: Descriptor, policy: _Policy, report: VerifyReport
+) -> dict[str, dict[str, Any]]:
+    """Step 2: a trusted signature on each required statement about the image."""
     attestations = list_attestations(layout, image)
-    policy = _Policy(allowed_keys, known_keys, environment)
     statements: dict[str, dict[str, Any]] = {}
     for predicate_type in REQUIRED_PREDICATES:
         statement, signers = _trusted_statement(
@@ -228,10 +248,17 @@ def verify_image(
     report.steps.append(
         Step(2, "signatures", f"{len(statements)} attestations signed by {who}")
     )
+    return statements
 
-    # Step 3: the provenance's commit is in the repository.
-    parameters = statements[SLSA_PROVENANCE]["predicate"].get("buildDefinition", {})
-    commit = parameters.get("externalParameters", {}).get("commit")
+
+def _check_provenance(
+    statement: dict[str, Any],
+    commit_exists: Callable[[str], bool],
+    report: VerifyReport,
+) -> None:
+    """Step 3: the provenance's spec commit is in the repository."""
+    definition = statement["predicate"].get("buildDefinition", {})
+    commit = definition.get("externalParameters", {}).get("commit")
     if not isinstance(commit, str) or not commit:
         raise _fail(
             3,
@@ -239,6 +266,13 @@ def verify_image(
             "provenance-commit-missing",
             report,
             hint="commit the spec and build again",
+        )
+    if _COMMIT_RE.match(commit) is None:
+        raise _fail(
+            3,
+            f"the provenance's commit {commit[:80]!r} is not a git object id",
+            "provenance-commit-malformed",
+            report,
         )
     if not commit_exists(commit):
         raise _fail(
@@ -251,22 +285,15 @@ def verify_image(
     report.commit = commit
     report.steps.append(Step(3, "provenance", f"built from commit {commit[:12]}"))
 
-    # Step 4: the golden manifest matches the attested root and the layers.
-    report.merkle_root = _check_golden(
-        layout, image, statements[GOLDEN_MANIFEST], report
-    )
-    report.steps.append(
-        Step(4, "golden manifest", f"Merkle root {report.merkle_root[:16]}… matches")
-    )
 
-    # Step 5: the SBOM is a CycloneDX document.
-    bom = statements[CYCLONEDX_BOM]["predicate"]
+def _check_sbom(statement: dict[str, Any], report: VerifyReport) -> None:
+    """Step 5: the attested SBOM is a CycloneDX document."""
+    bom = statement["predicate"]
     if bom.get("bomFormat") != "CycloneDX":
         raise _fail(5, "the SBOM is not a CycloneDX document", "sbom-invalid", report)
     components = len(bom.get("components") or [])
     detail = f"CycloneDX {bom.get('specVersion')}, {components} components"
     report.steps.append(Step(5, "sbom", detail))
-    return report
 
 
 def _fail(
