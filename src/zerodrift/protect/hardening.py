@@ -85,15 +85,16 @@ CHECKS: dict[str, Check] = {
     )
 }
 
-# Executable names, matched on the file name anywhere in the tree.
+# Executable names, matched on the file name in the bin folders below (busybox
+# is handled on its own: it is both).
 _SHELLS = frozenset(
     {"sh", "bash", "dash", "ash", "hush", "zsh", "ksh", "mksh", "ksh93", "csh"}
-    | {"tcsh", "fish", "rbash", "yash", "posh", "busybox"}
+    | {"tcsh", "fish", "rbash", "yash", "posh"}
 )
 _PACKAGE_MANAGERS = frozenset(
     {"apt", "apt-get", "aptitude", "dpkg", "dpkg-deb", "rpm", "yum", "dnf"}
     | {"microdnf", "zypper", "apk", "pip", "pip3", "pipx", "easy_install", "npm"}
-    | {"yarn", "pnpm", "gem", "conda", "mamba", "busybox"}
+    | {"yarn", "pnpm", "gem", "conda", "mamba"}
 )
 _SSH_SERVERS = frozenset({"sshd", "dropbear", "tinysshd"})
 _BIN_DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin")
