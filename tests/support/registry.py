@@ -14,21 +14,134 @@ back to the tag schema (``sha256-<hex>`` indexes) there.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime
+import http.server
+import json
 import os
+import secrets
 import shutil
 import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+
 USER = "nobody"
+TOKEN_SERVICE = "zerodrift-test-registry"
+TOKEN_ISSUER = "zerodrift-test-issuer"
+
+
+class TokenIssuer:
+    """A stand-in token service for the Docker token protocol (named as such).
+
+    Registries such as Docker Hub, GHCR and Harbor delegate authentication to
+    a separate token service; none is packaged for Debian, so this small one
+    plays its part: it checks HTTP basic credentials and returns a JWT
+    (ES256, certificate chain in ``x5c``) granting the requested scope. The
+    registry itself, which validates the token, is the real docker-registry.
+    """
+
+    def __init__(self, folder: Path, username: str, password: str) -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TOKEN_ISSUER)])
+        now = datetime.datetime.now(datetime.UTC)
+        self._cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(self._key, hashes.SHA256())
+        )
+        self.cert_file = folder / "token-cert.pem"
+        self.cert_file.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
+        self.cert_file.chmod(0o644)
+        self._account = (username, password)
+        self.issued = 0
+        issuer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                issuer._answer(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        expected = (
+            "Basic " + base64.b64encode(":".join(self._account).encode()).decode()
+        )
+        if handler.headers.get("Authorization") != expected:
+            handler.send_response(401)
+            handler.end_headers()
+            return
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(handler.path).query)
+        access: list[dict[str, object]] = []
+        for scope in query.get("scope", []):
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        body = json.dumps({"token": self._jwt(access)}).encode()
+        self.issued += 1
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _jwt(self, access: list[dict[str, object]]) -> str:
+        now = int(time.time())
+        der = self._cert.public_bytes(serialization.Encoding.DER)
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}
+        claims = {
+            "iss": TOKEN_ISSUER,
+            "sub": self._account[0],
+            "aud": TOKEN_SERVICE,
+            "exp": now + 600,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": secrets.token_hex(8),
+            "access": access,
+        }
+        signing_input = (
+            _b64url(json.dumps(header).encode())
+            + "."
+            + _b64url(json.dumps(claims).encode())
+        )
+        r, s = decode_dss_signature(
+            self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        )
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return signing_input + "." + _b64url(signature)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True)
@@ -59,7 +172,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _config(storage: Path, port: int, htpasswd: Path | None, tls: Path | None) -> str:
+def _config(
+    storage: Path,
+    port: int,
+    htpasswd: Path | None,
+    tls: Path | None,
+    token: TokenIssuer | None,
+) -> str:
     lines = [
         "version: 0.1",
         "log:",
@@ -84,6 +203,15 @@ def _config(storage: Path, port: int, htpasswd: Path | None, tls: Path | None) -
             "  htpasswd:",
             "    realm: zerodrift-test",
             f"    path: {htpasswd}",
+        ]
+    elif token is not None:
+        lines += [
+            "auth:",
+            "  token:",
+            f"    realm: {token.realm}",
+            f"    service: {TOKEN_SERVICE}",
+            f"    issuer: {TOKEN_ISSUER}",
+            f"    rootcertbundle: {token.cert_file}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -128,9 +256,21 @@ def _wait_ready(registry: Registry, process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def running_registry(
-    *, username: str | None = None, password: str | None = None, tls: bool = False
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    tls: bool = False,
+    token_auth: bool = False,
 ) -> Iterator[Registry]:
-    """Start a throwaway registry; stop it and remove its storage afterwards."""
+    """Start a throwaway registry; stop it and remove its storage afterwards.
+
+    Args:
+        username: With ``password``, the one account (htpasswd, or the token
+            issuer's account with ``token_auth``).
+        password: That account's password.
+        tls: Serve HTTPS with a self-signed certificate.
+        token_auth: Use the Docker token protocol, with :class:`TokenIssuer`.
+    """
     binary = shutil.which("docker-registry")
     if binary is None:
         raise RuntimeError("docker-registry is not installed (scripts/bootstrap)")
@@ -139,7 +279,10 @@ def running_registry(
     storage = folder / "storage"
     storage.mkdir()
     htpasswd = None
-    if username is not None:
+    issuer = None
+    if token_auth:
+        issuer = TokenIssuer(folder, username or "", password or "")
+    elif username is not None:
         htpasswd = folder / "htpasswd"
         subprocess.run(
             ["htpasswd", "-Bbc", str(htpasswd), username, password or ""],
@@ -156,7 +299,7 @@ def running_registry(
             item.chmod(0o644)
     port = free_port()
     config = folder / "config.yml"
-    config.write_text(_config(storage, port, htpasswd, tls_dir))
+    config.write_text(_config(storage, port, htpasswd, tls_dir, issuer))
     command = [binary, "serve", str(config)]
     if os.getuid() == 0:
         shutil.chown(storage, USER)
@@ -183,4 +326,6 @@ def running_registry(
             process.kill()
             process.wait()
         log.close()
+        if issuer is not None:
+            issuer.stop()
         shutil.rmtree(folder, ignore_errors=True)

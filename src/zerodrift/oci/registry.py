@@ -9,9 +9,12 @@ otherwise through the OCI 1.1 tag schema, an index tagged ``sha256-<hex>``
 that lists the referrers of the manifest ``sha256:<hex>`` (what distribution
 2.8 needs).
 
-Authentication is HTTP basic (username and password); TLS uses the system
-trust store or a given CA file. Loopback registries are spoken to over plain
-HTTP, as Docker and ORAS do; ``plain_http`` forces it elsewhere.
+Authentication is HTTP basic (username and password), or a bearer token
+fetched from the realm a registry's ``401`` challenge names (the Docker
+token protocol of Docker Hub, GHCR, Harbor and distribution), with the same
+username and password. TLS uses the system trust store or a given CA file;
+loopback registries are spoken to over plain HTTP, as Docker and ORAS do, and
+``plain_http`` forces it elsewhere.
 
 Every byte received is checked: manifests and blobs must hash to the digest
 asked for, or nothing is stored.
@@ -70,6 +73,7 @@ _URL_RE = re.compile(
 _LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
 _ACCEPT = ", ".join((MEDIA_TYPE_MANIFEST, MEDIA_TYPE_INDEX))
 _CHUNK = 1 << 20
+_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 Progress = Callable[[str], None]
 
@@ -183,9 +187,8 @@ class RegistryClient:
         self._context = (
             ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
         )
-        # TODO: bearer-token (OAuth2) auth for Docker Hub, GHCR and Harbor; add
-        # it when a user needs a token-auth registry (basic auth works today).
-        self._auth = None
+        self._auth: str | None = None
+        self._token: str | None = None
         if username is not None:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             self._auth = f"Basic {token}"
@@ -211,19 +214,50 @@ class RegistryClient:
         ok: tuple[int, ...] = (200,),
         missing_ok: bool = False,
     ) -> Any:
+        try:
+            response = self._send(method, path, body, headers)
+        except urllib.error.HTTPError as exc:
+            # A token registry answers 401 with a Bearer challenge: get a
+            # token for the scope it names, then retry once (bodies that are
+            # streams cannot be replayed; an earlier request got the token).
+            challenge = exc.headers.get("WWW-Authenticate", "")
+            replayable = body is None or isinstance(body, bytes)
+            if exc.code == 401 and challenge.startswith("Bearer ") and replayable:
+                exc.close()
+                self._fetch_token(challenge)
+                try:
+                    response = self._send(method, path, body, headers)
+                except urllib.error.HTTPError as again:
+                    return self._failed(method, path, again, missing_ok)
+            else:
+                return self._failed(method, path, exc, missing_ok)
+        if response.status not in ok:
+            response.close()
+            raise OperationalError(
+                f"{method} {path} answered {response.status}, expected {ok}",
+                reference="registry-protocol",
+            )
+        return response
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Iterable[bytes] | None,
+        headers: Mapping[str, str] | None,
+    ) -> Any:
         request = urllib.request.Request(  # noqa: S310 - the scheme is fixed above
             self._url(path), data=body, method=method, headers=dict(headers or {})
         )
-        if self._auth:
+        auth = f"Bearer {self._token}" if self._token else self._auth
+        if auth:
             # Not forwarded on redirects: blob downloads may be redirected to
             # object storage, which must not see (and rejects) our credentials.
-            request.add_unredirected_header("Authorization", self._auth)
+            request.add_unredirected_header("Authorization", auth)
         try:
-            response = self._opener.open(request, timeout=self._timeout)
-        except urllib.error.HTTPError as exc:
-            if missing_ok and exc.code == 404:
-                return None
-            raise self._http_error(method, path, exc) from exc
+            return self._opener.open(request, timeout=self._timeout)
+        except urllib.error.HTTPError:
+            raise
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise OperationalError(
@@ -232,13 +266,52 @@ class RegistryClient:
                 "for a self-signed certificate pass --ca-file",
                 reference="registry-unreachable",
             ) from exc
-        if response.status not in ok:
-            response.close()
+
+    def _failed(
+        self, method: str, path: str, exc: urllib.error.HTTPError, missing_ok: bool
+    ) -> None:
+        if not (missing_ok and exc.code == 404):
+            raise self._http_error(method, path, exc) from exc
+        exc.close()
+
+    def _fetch_token(self, challenge: str) -> None:
+        """Get a bearer token from the realm a ``WWW-Authenticate`` names.
+
+        The scope always covers pull and push on this repository, so one token
+        serves a whole transfer.
+        """
+        params = dict(_CHALLENGE_RE.findall(challenge))
+        realm = params.get("realm")
+        if not realm or not realm.startswith(("https://", "http://")):
             raise OperationalError(
-                f"{method} {path} answered {response.status}, expected {ok}",
+                f"the registry {self.ref.address} sent an unusable auth challenge",
                 reference="registry-protocol",
             )
-        return response
+        query = {"scope": f"repository:{self.ref.repository}:pull,push"}
+        if "service" in params:
+            query["service"] = params["service"]
+        request = urllib.request.Request(  # noqa: S310 - checked just above
+            f"{realm}?{urllib.parse.urlencode(query)}"
+        )
+        if self._auth:
+            request.add_unredirected_header("Authorization", self._auth)
+        try:
+            with self._opener.open(request, timeout=self._timeout) as response:
+                answer = json.loads(response.read(MAX_DOCUMENT_SIZE))
+        except urllib.error.HTTPError as exc:
+            raise self._http_error("GET", realm, exc) from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise OperationalError(
+                f"cannot get a token from {realm}: {exc}",
+                reference="registry-token-failed",
+            ) from exc
+        token = answer.get("token") or answer.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise OperationalError(
+                f"the token service {realm} returned no token",
+                reference="registry-token-failed",
+            )
+        self._token = token
 
     def _http_error(
         self, method: str, path: str, exc: urllib.error.HTTPError

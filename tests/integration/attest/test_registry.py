@@ -13,7 +13,7 @@ from tests.integration.attest.conftest import (
     SignedImage,
     build_signed_image,
 )
-from tests.support.registry import Registry, free_port
+from tests.support.registry import Registry, free_port, running_registry
 from zerodrift.errors import ConfigError, IntegrityError, OperationalError
 from zerodrift.oci.layout import Layout
 from zerodrift.oci.registry import (
@@ -222,3 +222,19 @@ def test_a_tampered_blob_in_the_registry_is_refused_and_nothing_is_tagged(
     assert info.value.reference == "blob-digest-mismatch"
     assert not fresh.has_blob(layer)
     assert fresh.tags() == {}
+
+
+def test_token_auth_registry(signed_image: SignedImage, tmp_path: Path) -> None:
+    with running_registry(username="ci", password="token-pass", token_auth=True) as reg:
+        anonymous = _client(reg, "shop/web")
+        with pytest.raises(ConfigError) as info:
+            push_image(signed_image.layout, "web", anonymous, tag="web")
+        assert info.value.reference == "registry-auth-failed"
+
+        client = _client(reg, "shop/web", username="ci", password="token-pass")
+        report = push_image(signed_image.layout, "web", client, tag="web")
+        fresh = Layout.create(tmp_path / "pulled")
+        puller = _client(reg, "shop/web", username="ci", password="token-pass")
+        pulled = pull_image(puller, report.digest, fresh, tag="web")
+        assert pulled.referrers == report.referrers
+        assert "auth.user.name=ci" in (reg.folder / "registry.log").read_text()
