@@ -69,7 +69,7 @@ _MEDIA_TYPES: dict[Compression, str] = {
     "zstd": MEDIA_TYPE_LAYER_ZSTD,
     "none": MEDIA_TYPE_LAYER,
 }
-_DEFAULT_LEVELS: dict[Compression, int] = {"gzip": 6, "zstd": 3, "none": 0}
+_DEFAULT_LEVELS: dict[Compression, int] = {"gzip": 4, "zstd": 3, "none": 0}
 
 
 class _Sink(Protocol):
@@ -86,7 +86,7 @@ class LayerOptions:
         default_owner: Owner of paths not in ``owners``.
         allowed_specials: Absolute paths that may be device nodes or FIFOs.
         compression: ``gzip`` (default), ``zstd`` or ``none``.
-        level: Compression level (default: gzip 6, zstd 3).
+        level: Compression level (default: gzip 4, zstd 3; see ADR 0011).
         origin: How to name the folder in errors (a spec field path).
     """
 
