@@ -624,9 +624,9 @@ def push_image(
             f"{ref} is not an image manifest", reference="image-not-manifest"
         )
     report = TransferReport(image.digest)
-    _push_manifest(
-        layout, client, image, tag or image.digest, report, progress=progress
-    )
+    # By digest first, by tag last: nobody finds the image by its tag before
+    # its attestations are there.
+    _push_manifest(layout, client, image, image.digest, report, progress=progress)
     fallback: dict[str, list[Descriptor]] = {}
     for referrer in _graph(layout, image):
         indexed = _push_manifest(
@@ -638,6 +638,9 @@ def push_image(
             fallback.setdefault(subject, []).append(referrer)
     for subject, referrers in fallback.items():
         client.add_fallback_referrers(subject, referrers)
+    if tag is not None:
+        raw = layout.read_blob(image, max_size=MAX_DOCUMENT_SIZE)
+        client.put_manifest(tag, raw, image.media_type)
     _logger.info("pushed %s with %d referrers", image.digest, len(report.referrers))
     return report
 
