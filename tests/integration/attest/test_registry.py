@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tests.integration.attest.conftest import (
 )
 from tests.support.registry import Registry, free_port, running_registry
 from zerodrift.errors import ConfigError, IntegrityError, OperationalError
+from zerodrift.oci.descriptor import digest_bytes
 from zerodrift.oci.layout import Layout
 from zerodrift.oci.registry import (
     RegistryClient,
@@ -77,6 +79,14 @@ def test_push_then_pull_keeps_every_digest_and_verifies(
     assert pushed.digest == image.digest
     assert set(pushed.referrers) == _referrer_digests(source, image.digest)
     assert len(pushed.referrers) == 5  # golden manifest + four attestations
+
+    # Another client sees the very same manifest bytes under the tag.
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false",
+         f"docker://{registry.address}/shop/web:web"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    assert digest_bytes(raw) == image.digest
 
     # A second push sends no blob again.
     again = push_image(source, "web", _client(registry, "shop/web"), tag="web")
