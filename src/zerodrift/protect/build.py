@@ -61,11 +61,13 @@ from zerodrift.protect.lock import (
     LockedPackage,
     check_resolution,
 )
+from zerodrift.protect.provenance import ResolvedDependency
 from zerodrift.protect.rootfs import (
     Tree,
     assemble_overlay,
     build_debian_base,
     debian_keep,
+    decompressed,
     extract_oci_base,
     extract_tar,
 )
@@ -168,7 +170,7 @@ class BuildResult:
     copied: tuple[str, ...]
     lock_entry: LockedBase | None
     sbom: str
-    dependencies: tuple[Any, ...]
+    dependencies: tuple[ResolvedDependency, ...]
     started_at: datetime
     finished_at: datetime
     attestations: tuple[Descriptor, ...] = ()
@@ -473,18 +475,14 @@ def _unpack_rootfs(build: _Build, layers: Sequence[Layer]) -> Path:
         with build.layout.open_blob(
             layer.descriptor.digest, size=layer.descriptor.size
         ) as reader:
-            stream = _plain_stream(reader, layer.descriptor.media_type)
+            stream = decompressed(
+                reader,  # type: ignore[arg-type]
+                layer.descriptor.media_type,
+                f"images.{build.name}",
+            )
             extract_tar(stream, rootfs, origin=f"images.{build.name}")
             reader.verify_rest()
     return rootfs.root
-
-
-def _plain_stream(reader: Any, media_type: str) -> Any:
-    if media_type.endswith("+zstd"):
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(reader)
-    return reader
 
 
 def _golden_manifest(build: _Build, layers: Sequence[Layer]) -> GoldenManifest:
@@ -629,8 +627,7 @@ def _sbom(
 
 def _dependencies(
     build: _Build, rootfs: Path, packages: Sequence[LockedPackage]
-) -> list[Any]:
-    from zerodrift.protect.provenance import ResolvedDependency
+) -> list[ResolvedDependency]:
     from zerodrift.protect.sbom import file_components
 
     deps = [

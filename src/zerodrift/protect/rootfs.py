@@ -54,6 +54,7 @@ __all__ = [
     "assemble_overlay",
     "build_debian_base",
     "debian_keep",
+    "decompressed",
     "extract_oci_base",
     "extract_tar",
 ]
@@ -439,7 +440,7 @@ def extract_oci_base(
     layout = Layout.open(source)
     for layer in _image_layers(layout, digest, origin):
         with layout.open_blob(layer.digest, size=layer.size) as reader:
-            stream = _decompressed(reader, layer.media_type, origin)  # type: ignore[arg-type]
+            stream = decompressed(reader, layer.media_type, origin)  # type: ignore[arg-type]
             extract_tar(stream, tree, origin=origin)
             reader.verify_rest()
     return digest
@@ -466,7 +467,12 @@ def _image_layers(layout: Layout, digest: str, origin: str) -> list[Descriptor]:
 _DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
-def _decompressed(reader: IO[bytes], media_type: str, origin: str) -> IO[bytes]:
+def decompressed(reader: IO[bytes], media_type: str, origin: str) -> IO[bytes]:
+    """Wrap a layer blob stream so that it reads as (gzip or plain) tar.
+
+    Raises:
+        ConfigError: The layer's media type is not one zerodrift reads.
+    """
     # tarfile's "r|*" recognises gzip by itself; zstd needs a wrapper.
     if media_type in (MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, _DOCKER_LAYER_GZIP):
         return reader
