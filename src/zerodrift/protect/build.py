@@ -288,6 +288,9 @@ def build_images(
         )
     lock_path = project_root / LOCK_FILE
     lock = Lock.load(lock_path)
+    if not names:
+        # A full build also forgets images that left the spec.
+        lock = lock.without([n for n in lock.images if n not in fleet.images])
     source = source_state(project_root)
     if source.dirty:
         _warn_dirty(source)
@@ -303,6 +306,8 @@ def build_images(
             lock = lock.with_entry(name, result.lock_entry)
             lock.save(lock_path)
         results.append(result)
+    if lock_path.exists():
+        lock.save(lock_path)
     return results
 
 
