@@ -45,7 +45,7 @@ from zerodrift.detect.manifest import (
     MEDIA_TYPE as GOLDEN_MEDIA_TYPE,
 )
 from zerodrift.detect.manifest import GoldenManifest, merge_layers
-from zerodrift.errors import ConfigError
+from zerodrift.errors import ConfigError, OperationalError
 from zerodrift.oci.descriptor import (
     MEDIA_TYPE_CONFIG,
     Descriptor,
@@ -370,35 +370,48 @@ def build_image(
         OperationalError: A tool failed or the store cannot be written.
     """
     started = datetime.now(UTC)
-    if options.work_dir is not None:
-        options.work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        prefix="zerodrift-build-", dir=options.work_dir
-    ) as tmp:
-        build = _Build(
-            name, image, project_root, layout, options, source, Path(tmp),
-            lock.images.get(name), project_root / LOCK_FILE, started, has_health_check,
-        )  # fmt: skip
-        _resolve_base(build)
-        _assemble_overlay(build)
-        layers = _write_layers(build)
-        rootfs = _unpack_rootfs(build, layers)
-        golden = _golden_manifest(build, layers)
-        _check_hardening(build, rootfs)
-        config, manifest = _store_image(build, layers)
-        golden_desc = _store_golden_manifest(build, manifest, golden)
-        result = _result(
-            build,
-            layers,
-            rootfs=rootfs,
-            golden=golden,
-            golden_desc=golden_desc,
-            config=config,
-            manifest=manifest,
-        )
-        result = _attest(build, result)
-        _tag(build, result)
-        return result
+    try:
+        if options.work_dir is not None:
+            options.work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(
+            prefix="zerodrift-build-", dir=options.work_dir
+        ) as tmp:
+            build = _Build(
+                name, image, project_root, layout, options, source, Path(tmp),
+                lock.images.get(name), project_root / LOCK_FILE, started,
+                has_health_check,
+            )  # fmt: skip
+            return _run_steps(build)
+    except OSError as exc:
+        raise OperationalError(
+            f"image {name!r}: {exc.strerror or exc} ({exc.filename or 'no file'})",
+            hint="check free disk space and permissions of the work and cache folders",
+            reference="build-io-failed",
+        ) from exc
+
+
+def _run_steps(build: _Build) -> BuildResult:
+    """The build steps in order (see the module docstring)."""
+    _resolve_base(build)
+    _assemble_overlay(build)
+    layers = _write_layers(build)
+    rootfs = _unpack_rootfs(build, layers)
+    golden = _golden_manifest(build, layers)
+    _check_hardening(build, rootfs)
+    config, manifest = _store_image(build, layers)
+    golden_desc = _store_golden_manifest(build, manifest, golden)
+    result = _result(
+        build,
+        layers,
+        rootfs=rootfs,
+        golden=golden,
+        golden_desc=golden_desc,
+        config=config,
+        manifest=manifest,
+    )
+    result = _attest(build, result)
+    _tag(build, result)
+    return result
 
 
 # --- Steps ------------------------------------------------------------------------

@@ -380,12 +380,19 @@ def _describe_debs(debs: Path, keep_dir: Path) -> list[LockedPackage]:
     for deb in sorted(debs.glob("*.deb")):
         digest = _sha256_file(deb)
         show = "--showformat=${Package}\t${Version}\t${Architecture}"
-        fields = subprocess.run(
+        done = subprocess.run(
             ["dpkg-deb", "--show", show, str(deb)],
             capture_output=True,
             text=True,
-            check=True,
-        ).stdout.split("\t")
+            check=False,
+        )
+        fields = done.stdout.split("\t")
+        if done.returncode != 0 or len(fields) != 3:
+            raise OperationalError(
+                f"cannot read the package fields of {deb.name}: {done.stderr.strip()}",
+                hint="the downloaded .deb is damaged; retry the build",
+                reference="deb-unreadable",
+            )
         packages.append(LockedPackage(fields[0], fields[1], fields[2], digest))
         kept = keep_dir / f"{digest}.deb"
         if not kept.exists():
