@@ -200,3 +200,37 @@ def test_source_state_reads_the_commit_time_and_dirty_flag(repo: Path) -> None:
     assert clean.commit is not None
     assert len(clean.commit) == 40
     assert dirty.dirty is True
+
+
+def _layout_with_device(path: Path) -> str:
+    """An OCI layout whose one layer holds /dev/null (a base may ship devices)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        folder = tarfile.TarInfo("dev")
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+        archive.addfile(folder)
+        node = tarfile.TarInfo("dev/null")
+        node.type, node.mode, node.devmajor, node.devminor = (
+            tarfile.CHRTYPE,
+            0o666,
+            1,
+            3,
+        )
+        archive.addfile(node)
+    layout = Layout.create(path)
+    layer = layout.write_blob(raw.getvalue(), "application/vnd.oci.image.layer.v1.tar")
+    config = {"architecture": "amd64", "os": "linux",
+              "rootfs": {"type": "layers", "diff_ids": [layer.digest]}}  # fmt: skip
+    return layout.add_image(config, [layer], tag="base").digest
+
+
+def test_device_nodes_from_a_pinned_base_are_kept(repo: Path, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("creating device nodes needs root")
+    digest = _layout_with_device(repo / "bases")
+    recipe = {"base": f"oci-layout:bases@{digest}"}
+
+    result = _build(repo, Layout.create(tmp_path / "store"), recipe)
+
+    null = result.golden.by_path()["/dev/null"]
+    assert (null.type, null.rdev, null.mode) == ("char", (1, 3), 0o666)
