@@ -110,3 +110,18 @@ def test_unknown_environment_and_missing_store(cli, project: Path) -> None:  # t
     result = cli("verify", "web", cwd=project)
     assert result.code == 1
     assert "layout-truncated" in result.err
+
+
+def test_verify_every_image_of_the_spec(cli, project: Path, built: SignedImage) -> None:  # type: ignore[no-untyped-def]
+    result = cli("verify", "--format", "json", cwd=project)
+    assert result.code == 1
+    document = json.loads(result.out)
+    assert document["kind"] == "verifications"
+    rows = {row["image"]: row for row in document["images"]}
+    assert rows["web"]["verified"] is True
+    assert rows["web"]["digest"] == built.image.digest
+    assert rows["api"]["verified"] is False
+    assert rows["api"]["error"]["reference"] == "image-not-found"
+    table_result = cli("verify", cwd=project)
+    assert table_result.code == 1
+    assert "FAILED" in table_result.out
