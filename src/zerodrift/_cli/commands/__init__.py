@@ -7,8 +7,32 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from zerodrift._cli.commands import audit, gate, init, inventory, keygen, report, spec
+from zerodrift._cli.commands import (
+    audit,
+    build,
+    gate,
+    init,
+    inventory,
+    keygen,
+    push,
+    report,
+    sign,
+    spec,
+    verify,
+)
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: tuple[ModuleType, ...] = (init, spec, keygen, inventory, audit, gate, report)
+COMMANDS: tuple[ModuleType, ...] = (
+    init,
+    spec,
+    keygen,
+    inventory,
+    audit,
+    build,
+    verify,
+    sign,
+    push,
+    gate,
+    report,
+)
