@@ -92,15 +92,18 @@ def run(ctx: Context) -> int:
     return ExitCode.FINDINGS if report.rejected else ExitCode.OK
 
 
-def _evidence(ctx: Context) -> ImageEvidence | None:
-    """The image store as evidence for the image rules.
+def _evidence(ctx: Context) -> ImageEvidence:
+    """The project's image store as evidence for the image rules.
 
-    TODO: return the image store's ImageEvidence adapter once image builds,
-    signatures and verification are merged; until then the image rules
-    report "skip" and the summary says they were not evaluated.
+    With no store yet (nothing built), every image is missing from the store.
     """
-    del ctx
-    return None
+    from zerodrift.oci.layout import Layout
+    from zerodrift.protect.evidence import EmptyStore, StoreEvidence
+
+    store = ctx.project.state_dir / "store"
+    if not store.exists():
+        return EmptyStore()
+    return StoreEvidence(Layout.open(store), ctx.trusted_keys(), ctx.audit)
 
 
 def _record(ctx: Context, report: GateReport) -> None:

@@ -1,0 +1,62 @@
+"""The gate reads the real image store: signatures, attestations, promotion."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.image_build.conftest import Example
+
+pytestmark = [pytest.mark.slow]
+
+
+def _gate(example: Example, root: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    done = example.run("gate", "--format", "json", *args, cwd=root)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def _status(report: dict[str, Any], rule: str) -> set[str]:
+    return {r["status"] for r in report["results"] if r["rule"] == rule}
+
+
+def test_gate_uses_the_store_and_enforces_promotion(
+    example: Example, tmp_path: Path
+) -> None:
+    root = tmp_path / "shop"
+    shutil.copytree(example.root, root, symlinks=True)
+
+    code, report = _gate(example, root, "--env", "prod")
+    for rule in (
+        "image-in-store",
+        "image-signed",
+        "image-provenance",
+        "image-sbom",
+        "image-golden-manifest",
+        "image-provenance-ancestor",
+    ):
+        assert _status(report, rule) == {"pass"}, (rule, report["results"])
+    # Nothing was verified in staging yet, so prod must refuse every image.
+    assert code == 1
+    assert _status(report, "image-promotion") == {"fail"}
+
+    done = example.run("verify", "--env", "staging", cwd=root)
+    assert done.returncode == 0, done.stderr
+    code, report = _gate(example, root, "--env", "prod")
+    assert _status(report, "image-promotion") == {"pass"}
+    assert code == 0, [r for r in report["results"] if r["status"] == "fail"]
+
+
+def test_gate_rejects_images_missing_from_the_store(
+    example: Example, tmp_path: Path
+) -> None:
+    root = tmp_path / "shop"
+    shutil.copytree(example.root, root, symlinks=True)
+    shutil.rmtree(root / ".zerodrift" / "store")
+    code, report = _gate(example, root, "--env", "dev")
+    assert code == 1
+    assert _status(report, "image-in-store") == {"fail"}
