@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -335,6 +336,27 @@ class Layout:
             raise _io_error(self.path, exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
+
+    def discard_stale_ingest(self, *, older_than: float = 86400.0) -> int:
+        """Delete partial blobs left in ``.ingest/`` by writers killed long ago.
+
+        Files younger than ``older_than`` seconds are kept: they may belong to
+        a writer that is still running.
+
+        Returns:
+            How many files were deleted.
+        """
+        ingest = self.path / _INGEST_DIR
+        if not ingest.is_dir():
+            return 0
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in ingest.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def write_blob(
         self,

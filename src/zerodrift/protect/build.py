@@ -14,7 +14,8 @@ an OCI layout. It only orchestrates; each step is one private helper:
 6. golden manifest: from the layers' tar entries, with its Merkle root;
 7. hardening: the checks of :mod:`zerodrift.protect.hardening`;
 8. config and manifest: stored, not yet tagged;
-9. golden manifest, SBOM and signed attestations: stored as referrers;
+9. referrers: the golden manifest itself, then (with a key) the signed
+   provenance, SBOM and golden-manifest statements;
 10. tag: one atomic rewrite of ``index.json`` publishes the image.
 
 Until step 10 nothing is tagged, so a build that fails or is killed leaves
@@ -468,6 +469,8 @@ def _assemble_overlay(build: _Build) -> None:
 def _write_layers(build: _Build) -> list[Layer]:
     layers: list[Layer] = []
     for tree, label in ((build.base, "base"), (build.overlay, "overlay")):
+        # Empty trees make no layer, except that an image keeps at least one
+        # (an empty overlay), which every runtime accepts.
         if not any(tree.root.iterdir()) and (layers or label == "base"):
             continue
         options = LayerOptions(

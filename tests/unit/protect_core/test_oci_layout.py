@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,15 @@ def test_raw_manifest_bytes_keep_their_digest(tmp_path: Path) -> None:
 
     assert entry.digest == digest_bytes(raw)
     assert layout.read_blob(entry) == raw
+
+
+def test_stale_partial_blobs_are_discarded_fresh_ones_kept(tmp_path: Path) -> None:
+    layout = Layout.create(tmp_path / "store")
+    ingest = layout.path / ".ingest"
+    ingest.mkdir(exist_ok=True)
+    (ingest / "blob-old").write_bytes(b"killed writer")
+    (ingest / "blob-new").write_bytes(b"running writer")
+    os.utime(ingest / "blob-old", (1, 1))
+
+    assert layout.discard_stale_ingest() == 1
+    assert [p.name for p in ingest.iterdir()] == ["blob-new"]

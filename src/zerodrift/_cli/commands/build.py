@@ -74,6 +74,7 @@ def run(ctx: Context) -> int:
     if ctx.args.check_reproducible:
         return _check_reproducible(ctx, options)
     layout = Layout.open_or_create(project.state_dir / "store")
+    layout.discard_stale_ingest()
     try:
         results = build_images(project.root, fleet, ctx.args.images, layout, options)
     except ZerodriftError as exc:
