@@ -23,20 +23,53 @@ def git(root: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
 
 
+# These tests are about the spec, git, plan and manifest rules: nothing is
+# built here, so the image rules (tested against a real store in
+# tests/integration/image_build/test_gate_store.py) are turned off.
+IMAGE_RULES_OFF = """
+  rules:
+    image-in-store: off
+    image-signed: off
+    image-provenance: off
+    image-sbom: off
+    image-golden-manifest: off
+    image-provenance-ancestor: off
+    image-promotion: off
+    image-hardening: off
+"""
+
+
 @pytest.fixture
 def repo(project: Path) -> Path:
     """The example project, committed to a fresh git repository."""
+    spec = project / "fleet.yaml"
+    text = spec.read_text()
+    assert "\npolicy:\n" in text
+    spec.write_text(text.replace("\npolicy:\n", "\npolicy:" + IMAGE_RULES_OFF, 1))
     git(project, "init", "-q", "-b", "main")
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "fleet")
     return project
 
 
+def test_unbuilt_images_are_rejected(project: Path, cli: Cli) -> None:
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "fleet")
+    result = cli("gate", "--env", "dev", "--format", "json", cwd=project)
+    assert result.code == 1
+    failed = {
+        (r["rule"], r["target"])
+        for r in json.loads(result.out)["results"]
+        if r["status"] == "fail"
+    }
+    assert failed == {("image-in-store", name) for name in ("web", "api", "db")}
+
+
 def test_clean_committed_project_passes_and_is_audited(repo: Path, cli: Cli) -> None:
     result = cli("gate", "--env", "prod", cwd=repo)
     assert result.code == 0, result.err + result.out
     assert "gate passed for prod" in result.out
-    assert "image rules need an image evidence source" in result.out
     log = cli("audit", "log", "--action", "gate.run", "--format", "json", cwd=repo)
     [record] = json.loads(log.out)["records"]
     assert record["subject"] == "prod"
@@ -123,9 +156,7 @@ def test_policy_in_the_committed_spec_turns_a_failure_into_a_warning(
     cli: Cli,
 ) -> None:
     text = (repo / "fleet.yaml").read_text()
-    text = text.replace(
-        "policy:\n", "policy:\n  rules: {plan-immutable-update: warn}\n"
-    )
+    text = text.replace("  rules:\n", "  rules:\n    plan-immutable-update: warn\n")
     (repo / "fleet.yaml").write_text(text)
     git(repo, "commit", "-q", "-am", "warn only")
     result = cli("gate", "--plan", str(asset("plan_update_in_place.json")), cwd=repo)
@@ -202,9 +233,9 @@ def test_commit_signature_enforced_with_committed_allowed_signers(
         (repo / "fleet.yaml")
         .read_text()
         .replace(
-            "policy:\n",
-            "policy:\n  rules: {commit-signed: enforce}\n"
-            "  commits: {allowed_signers: allowed_signers}\n",
+            "  rules:\n",
+            "  commits: {allowed_signers: allowed_signers}\n"
+            "  rules:\n    commit-signed: enforce\n",
         )
     )
     (repo / "fleet.yaml").write_text(text)
