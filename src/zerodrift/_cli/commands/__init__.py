@@ -7,8 +7,26 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from zerodrift._cli.commands import audit, init, inventory, keygen, spec
+from zerodrift._cli.commands import (
+    apply,
+    audit,
+    init,
+    inventory,
+    keygen,
+    plan,
+    recover,
+    spec,
+)
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: tuple[ModuleType, ...] = (init, spec, keygen, inventory, audit)
+COMMANDS: tuple[ModuleType, ...] = (
+    init,
+    spec,
+    keygen,
+    inventory,
+    plan,
+    apply,
+    recover,
+    audit,
+)

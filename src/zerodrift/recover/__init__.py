@@ -1,0 +1,5 @@
+"""Recover: rebuild an environment from the spec at a commit (Recover, RC)."""
+
+from zerodrift.recover.rebuild import RecoveryResult, recover, spec_at_commit
+
+__all__ = ["RecoveryResult", "recover", "spec_at_commit"]
