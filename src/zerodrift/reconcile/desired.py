@@ -60,9 +60,9 @@ class DesiredService:
     health_timeout: int
 
 
-def network_name(environment: str, source: str, target: str) -> str:
+def network_name(fleet: str, environment: str, source: str, target: str) -> str:
     """The internal network carrying the data flow ``source`` -> ``target``."""
-    return f"zd-{environment}-{source}-to-{target}"
+    return f"zd-{fleet}-{environment}-{source}-to-{target}"
 
 
 def node_identity(image_digest: str, config: Mapping[str, Any]) -> str:
@@ -231,7 +231,7 @@ def _flow_networks(fleet: Fleet, environment: str) -> dict[str, dict[str, list[s
     result: dict[str, dict[str, list[str]]] = {}
     for source, svc in sorted(fleet.services.items()):
         for flow in svc.talks_to:
-            net = network_name(environment, source, flow.service)
+            net = network_name(fleet.name, environment, source, flow.service)
             result.setdefault(source, {}).setdefault(net, [])
             result.setdefault(flow.service, {})[net] = [flow.service]
     return result

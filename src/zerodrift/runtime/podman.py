@@ -54,6 +54,7 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
+_LABEL_SECRET_ENV = "io.zerodrift.secret-env"  # noqa: S105 - a label name
 _SECRET_PREFIX = "zd."  # noqa: S105 - a name prefix, not a secret
 _CHANGE_KINDS = {0: "changed", 1: "added", 2: "deleted"}
 _STATES: dict[str, NodeState] = {
@@ -125,7 +126,23 @@ class PodmanService:
         env["CONTAINERS_CONF"] = str(containers_conf_path())
         if self.private_storage:
             env["CONTAINERS_STORAGE_CONF"] = str(self._storage_conf())
+            env["CONTAINERS_CONF"] = str(self._private_conf())
         return env
+
+    def _private_conf(self) -> Path:
+        """The shipped configuration plus a private network config folder."""
+        path = self.state_dir / "containers.conf"
+        text = (
+            containers_conf_path()
+            .read_text()
+            .replace(
+                "[network]\n",
+                f'[network]\nnetwork_config_dir = "{self.state_dir / "networks"}"\n',
+            )
+        )
+        if not path.exists() or path.read_text() != text:
+            write_atomic(path, text.encode())
+        return path
 
     def _storage_conf(self) -> Path:
         path = self.state_dir / "storage.conf"
@@ -297,7 +314,7 @@ class PodmanBackend:
                     node_id=item["Id"],
                     labels=labels,
                     state=_STATES.get(str(item.get("State", "")).lower(), "unknown"),
-                    created_at=float(item.get("Created") or 0),
+                    created_at=_parse_time(item.get("Created")),
                     image_id=item.get("ImageID") or "",
                 )
             )
@@ -402,7 +419,7 @@ class PodmanBackend:
         result: dict[str, Any] = self.client.json(
             "GET", f"/containers/{quote_name(name)}/json"
         )
-        return result
+        return _redact(result)
 
     def changes(self, name: str) -> list[FileChange]:
         """List paths that differ from the node's image."""
@@ -623,10 +640,13 @@ class PodmanBackend:
         if resources.get("pids"):
             limits["pids"] = {"limit": int(resources["pids"])}
         networks = config["networks"]
+        labels = dict(spec.labels)
+        if secret_env:
+            labels[_LABEL_SECRET_ENV] = ",".join(sorted(secret_env))
         body: dict[str, Any] = {
             "name": spec.name,
             "image": spec.image_ref,
-            "labels": dict(spec.labels),
+            "labels": labels,
             "env": dict(config["env"]),
             "user": config["user"],
             "read_only_filesystem": True,
@@ -685,6 +705,26 @@ class PodmanBackend:
 _NETWORK_LABELS = {LABEL_MANAGED, LABEL_ENVIRONMENT, "io.zerodrift.fleet"}
 
 
+def _redact(inspect: dict[str, Any]) -> dict[str, Any]:
+    """Hide values of environment variables that carry secrets.
+
+    Podman 4 shows secrets delivered as environment variables in its own
+    inspect output; zerodrift never passes them on (see ADR 0021).
+    """
+    config = inspect.get("Config") or {}
+    names = set(
+        filter(None, (config.get("Labels") or {}).get(_LABEL_SECRET_ENV, "").split(","))
+    )
+    if names and config.get("Env"):
+        config["Env"] = [
+            f"{entry.partition('=')[0]}=<secret>"
+            if entry.partition("=")[0] in names
+            else entry
+            for entry in config["Env"]
+        ]
+    return inspect
+
+
 def _secret_folders(secrets: list[dict[str, Any]], writable: list[str]) -> list[str]:
     folders = {str(Path(s["Target"]).parent) for s in secrets}
     return sorted(
@@ -708,6 +748,8 @@ def _demux(raw: bytes) -> bytes:
 def _parse_time(value: Any) -> float:
     if not value:
         return 0.0
+    if isinstance(value, int | float):
+        return float(value)
     from datetime import datetime
 
     text = str(value)
