@@ -164,7 +164,8 @@ def join_nodes(
             "generation": node.get("generation"),
             "age_seconds": max(0, int(now - float(node["created_at"]))),
         }
-        service = services.get((node.get("environment"), node.get("service")))
+        key = (str(node.get("environment")), str(node.get("service")))
+        service = services.get(key)
         if node.get("managed") and node.get("fleet") == inventory.fleet and service:
             service.nodes.append(row)
         elif not node.get("managed") or node.get("fleet") == inventory.fleet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import pytest
 from tests.support.busybox_image import build_busybox_layout, install_store
 from tests.support.podman import running_podman
 from tests.support.unsafe_cli import unsafe
+from zerodrift.errors import OperationalError
 from zerodrift.reconcile.session import set_verifier_factory
 from zerodrift.runtime.podman import PodmanBackend
 
@@ -79,4 +81,5 @@ def rt_project(
     yield project
     for node in backend.list_nodes():
         if node.labels.get("io.zerodrift.fleet") == name or not node.managed:
-            backend.destroy(node.name, timeout=0)
+            with contextlib.suppress(OperationalError):
+                backend.destroy(node.name, timeout=0)

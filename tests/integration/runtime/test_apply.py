@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,8 +45,8 @@ def _exec(backend: PodmanBackend, node: str, script: str) -> tuple[bool, str]:
 
 def test_plan_apply_replace_with_hardening_flows_and_secrets(
     rt_project: Path,
-    cli,
-    backend: PodmanBackend,  # type: ignore[no-untyped-def]
+    cli: Any,
+    backend: PodmanBackend,
 ) -> None:
     result = cli("plan", "--env", ENV, "--format", "json", cwd=rt_project)
     assert result.code == 1, result.err
@@ -78,7 +79,7 @@ def test_plan_apply_replace_with_hardening_flows_and_secrets(
     assert host["PidsLimit"] == 256
     assert set(host["Tmpfs"]) == {"/tmp", "/run/secrets"}
     assert any(m["Type"] == "volume" for m in raw["Mounts"])
-    ok, out = _exec(backend, db, "touch /x 2>&1; id -u; cat /run/secrets/db-password")
+    _ok, out = _exec(backend, db, "touch /x 2>&1; id -u; cat /run/secrets/db-password")
     assert "Read-only file system" in out
     assert "65534" in out
     assert "pw-SECRET-77d2e0" in out  # the node gets its secret ...
@@ -146,8 +147,8 @@ def test_plan_apply_replace_with_hardening_flows_and_secrets(
 
 def test_drift_unmanaged_prune_and_recover_drill(
     rt_project: Path,
-    cli,
-    backend: PodmanBackend,  # type: ignore[no-untyped-def]
+    cli: Any,
+    backend: PodmanBackend,
 ) -> None:
     assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
     web = next(n for n in _ours(backend, rt_project) if "-web-" in n)
@@ -190,9 +191,9 @@ def _image(backend: PodmanBackend) -> str:
 
 def test_unhealthy_image_rolls_back_and_keeps_availability(
     rt_project: Path,
-    cli,
+    cli: Any,
     busybox_layout: Path,
-    backend: PodmanBackend,  # type: ignore[no-untyped-def]
+    backend: PodmanBackend,
 ) -> None:
     spec = rt_project / "fleet.yaml"
     spec.write_text(
@@ -232,8 +233,8 @@ def test_unhealthy_image_rolls_back_and_keeps_availability(
 
 
 def test_faults_clear_errors(
-    rt_project: Path, cli, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    rt_project: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ZERODRIFT_RUNTIME", "podman:///nonexistent/podman.sock")
     result = cli("plan", "--env", ENV, cwd=rt_project)
     assert result.code == 4
@@ -285,9 +286,9 @@ def _steps(project: Path) -> int:
 @pytest.mark.parametrize("kill_after", [1, 2, 4])
 def test_sigkill_during_apply_then_rerun_converges(
     rt_project: Path,
-    cli,
+    cli: Any,
     backend: PodmanBackend,
-    kill_after: int,  # type: ignore[no-untyped-def]
+    kill_after: int,
 ) -> None:
     assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
     spec = rt_project / "fleet.yaml"
@@ -319,7 +320,7 @@ def test_sigkill_during_apply_then_rerun_converges(
         assert owner in live, secret["Spec"]["Name"]
 
 
-def test_two_applies_exclude_each_other(rt_project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_two_applies_exclude_each_other(rt_project: Path, cli: Any) -> None:
     from zerodrift.reconcile.lock import environment_lock
     from zerodrift.state import Database
 
