@@ -111,7 +111,7 @@ def bare_podman(socket_env: dict[str, str], image: str, nodes: int) -> float:
         "--read-only", "--read-only-tmpfs=false", "--cap-drop=ALL",
         "--security-opt=no-new-privileges", "--user=65534:65534",
         "--tmpfs=/tmp:rw,nosuid,nodev,mode=1777,size=64m", "--memory=64m",
-        "--cpus=0.25", "--pids-limit=256", "--network=none",
+        "--cpus=0.25", "--pids-limit=256", "--network=none", "--init",
     ]  # fmt: skip
     began = time.perf_counter()
     previous: str | None = None

@@ -689,6 +689,9 @@ class PodmanBackend:
             "resource_limits": limits,
             "secrets": secrets,
             "secret_env": secret_env,
+            # A minimal init as PID 1 forwards SIGTERM, so nodes stop at once
+            # instead of waiting for the kill after the stop timeout.
+            "init": True,
             "stop_timeout": 5,
             "hostname": config["service"],
         }
