@@ -15,12 +15,13 @@ from pathlib import Path
 
 __all__ = ["ROLES", "build_busybox_layout", "install_store"]
 
-# tag -> command; "broken" listens where no health probe looks.
+# tag -> command; "broken" listens where no health probe looks, "crash" dies.
 ROLES: dict[str, list[str]] = {
     "web": ["httpd", "-f", "-p", "8080", "-h", "/srv/www"],
     "api": ["httpd", "-f", "-p", "8081", "-h", "/srv/api"],
     "db": ["httpd", "-f", "-p", "5432", "-h", "/srv/db"],
     "broken": ["httpd", "-f", "-p", "9999", "-h", "/srv/www"],
+    "crash": ["sh", "-c", "sleep 0.3; exit 3"],
 }
 
 _HOOK = (

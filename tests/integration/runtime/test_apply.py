@@ -232,6 +232,25 @@ def test_unhealthy_image_rolls_back_and_keeps_availability(
     assert "apply.rollback" in log.out
 
 
+def test_node_dying_during_apply_fails_fast_and_keeps_the_old_node(
+    rt_project: Path, cli: Any, busybox_layout: Path, backend: PodmanBackend
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    db = next(n for n in _ours(backend, rt_project) if "-db-" in n)
+    install_store(
+        busybox_layout,
+        rt_project / ".zerodrift" / "store",
+        {"web": "web", "api": "api", "db": "crash"},
+    )
+    began = time.monotonic()
+    result = cli("apply", "--env", ENV, cwd=rt_project)
+    assert result.code == 4, result.err
+    assert "died" in result.err
+    assert time.monotonic() - began < 30  # not the 60 s health timeout
+    assert db in _ours(backend, rt_project)
+    assert len(_ours(backend, rt_project)) == 3
+
+
 def test_faults_clear_errors(
     rt_project: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -218,3 +219,28 @@ def test_sealed_secrets_round_trip_and_resolver_errors(tmp_path: Path) -> None:
             resolver.value("web", "x", source)
         assert info.value.reference == reference
         assert "plain-value" not in info.value.message
+
+
+def test_seal_command_output_opens_with_the_project_key(
+    project: Path,
+    cli: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import sys
+
+    from cryptography.hazmat.primitives import serialization
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"tok-123")))
+    result = cli("seal", "secrets/token.sealed", cwd=project)
+    assert result.code == 0, result.err
+    sealed = (project / "secrets" / "token.sealed").read_bytes()
+    assert b"tok-123" not in sealed
+    pem = (project / ".zerodrift" / "keys" / "project.key").read_bytes()
+    key = serialization.load_pem_private_key(
+        pem, password=b"test-passphrase-not-secret"
+    )
+    assert open_sealed(key, sealed) == b"tok-123"  # type: ignore[arg-type]
+    audit = cli("audit", "log", "--format", "jsonl", cwd=project)
+    assert "secret.sealed" in audit.out
+    assert "tok-123" not in audit.out

@@ -15,6 +15,7 @@ from zerodrift._cli.commands import (
     keygen,
     plan,
     recover,
+    seal,
     spec,
 )
 
@@ -28,5 +29,6 @@ COMMANDS: tuple[ModuleType, ...] = (
     plan,
     apply,
     recover,
+    seal,
     audit,
 )
