@@ -168,6 +168,17 @@ def test_drift_unmanaged_prune_and_recover_drill(
     assert stray["Id"] not in {n.node_id for n in backend.list_nodes()}
     assert web not in _ours(backend, rt_project)
 
+    # Hardened nodes cannot change their image filesystem; events are seen.
+    since = time.time() - 120
+    api = next(n for n in _ours(backend, rt_project) if "-api-" in n)
+    _ok, out = _exec(backend, api, "echo x > /tmp/scratch; echo x > /etc/passwd")
+    assert "Read-only file system" in out
+    # Only the user entries podman itself adds for uid 65534 at start.
+    paths = {c.path for c in backend.changes(api)}
+    assert paths <= {"/etc", "/etc/passwd", "/etc/group"}, paths
+    events = list(backend.events(since=since, until=time.time()))
+    assert any(e.name == api and e.action in ("start", "init") for e in events)
+
     before = _ours(backend, rt_project)
     result = cli("recover", "--env", ENV, "--drill", "--format", "json", cwd=rt_project)
     assert result.code == 0, result.err
@@ -182,6 +193,36 @@ def test_drift_unmanaged_prune_and_recover_drill(
     assert len(rto) == 1
     assert rto[0][0] > 0
     assert rto[0][1] == 1
+
+
+def test_recover_at_commit_uses_that_commits_spec(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    git = ["git", "-C", str(rt_project)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "v1"], check=True)
+    first = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    spec = rt_project / "fleet.yaml"
+    spec.write_text(spec.read_text().replace("DB_URL: http://db:5432/", "DB_URL: v2"))
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    v2_api = next(n for n in _ours(backend, rt_project) if "-api-" in n)
+
+    result = cli(
+        "recover", "--env", ENV, "--at", first, "--format", "json", cwd=rt_project
+    )
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["at_commit"] == first
+    api = next(n for n in _ours(backend, rt_project) if "-api-" in n)
+    assert api != v2_api
+    env = backend.inspect(api)["Config"]["Env"]
+    assert "DB_URL=http://db:5432/" in env
+
+    result = cli("recover", "--env", ENV, "--at", "no-such-commit", cwd=rt_project)
+    assert result.code == 3
+    assert "commit-unknown" in result.err
 
 
 def _image(backend: PodmanBackend) -> str:
