@@ -1,10 +1,8 @@
 """The Podman backend: hardened nodes through podman's libpod REST API.
 
-``podman://`` asks zerodrift to start a private ``podman system service`` on
-a socket in the project's state folder, with the ``containers.conf`` shipped
-as package data (runc, cgroupfs, file events, VM-safe ulimits), and to stop
-it when the command ends; containers keep running under their ``conmon``.
-``podman:///path/to.sock`` uses a service that is already running.
+The backend talks to a socket named by the environment's ``podman:///...``
+URL, or to a private service it starts for ``podman://``
+(:class:`~zerodrift.runtime.service.PodmanService`).
 
 Every node is created with the hardened settings of ADR 0021: the image
 pinned by digest, a read-only root, tmpfs only on declared writable paths,
@@ -16,23 +14,19 @@ secrets from podman's secret store, and only the networks of its data flows.
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import json
 import logging
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from zerodrift._internal.atomic import write_atomic
 from zerodrift._internal.canonical import canonical_digest
-from zerodrift.errors import ConfigError, OperationalError
+from zerodrift.errors import IntegrityError, OperationalError
 from zerodrift.runtime._http import ApiError, UnixClient, quote_name
 from zerodrift.runtime._netns import probe_in_netns
+from zerodrift.runtime._spec import LABEL_SECRET_ENV, spec_generator
 from zerodrift.runtime.backend import (
     LABEL_ENVIRONMENT,
     LABEL_MANAGED,
@@ -42,6 +36,11 @@ from zerodrift.runtime.backend import (
     NodeEvent,
     NodeSpec,
     NodeState,
+)
+from zerodrift.runtime.service import (
+    PodmanService,
+    containers_conf_path,
+    parse_runtime_url,
 )
 
 __all__ = [
@@ -54,7 +53,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-_LABEL_SECRET_ENV = "io.zerodrift.secret-env"  # noqa: S105 - a label name
 _SECRET_PREFIX = "zd."  # noqa: S105 - a name prefix, not a secret
 _CHANGE_KINDS = {0: "changed", 1: "added", 2: "deleted"}
 _STATES: dict[str, NodeState] = {
@@ -69,152 +67,6 @@ _STATES: dict[str, NodeState] = {
     "dead": "exited",
     "removing": "exited",
 }
-
-
-def containers_conf_path() -> Path:
-    """The ``containers.conf`` zerodrift ships for its private service."""
-    resource = importlib.resources.files("zerodrift.runtime") / "data/containers.conf"
-    return Path(str(resource))
-
-
-def parse_runtime_url(url: str) -> str | None:
-    """Return the socket path of ``podman:///sock``, or ``None`` for ``podman://``.
-
-    Raises:
-        ConfigError: The URL is not a podman URL.
-    """
-    if not url.startswith("podman://"):
-        raise ConfigError(
-            f"runtime {url!r} is not supported by the podman backend",
-            hint="use podman:// or podman:///path/to/podman.sock",
-            reference="runtime-unsupported",
-        )
-    rest = url[len("podman://") :]
-    if not rest:
-        return None
-    if not rest.startswith("/"):
-        raise ConfigError(
-            f"runtime {url!r}: a podman socket must be an absolute path",
-            hint="podman:///run/podman/podman.sock (three slashes)",
-            reference="runtime-unsupported",
-        )
-    return rest
-
-
-@dataclass
-class PodmanService:
-    """A private ``podman system service`` started and stopped by zerodrift.
-
-    Args:
-        state_dir: Folder for the socket, logs and (optionally) storage.
-        private_storage: Keep images and containers under ``state_dir``
-            instead of the host's default storage.
-    """
-
-    state_dir: Path
-    private_storage: bool = False
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket_path(self) -> Path:
-        """The API socket of the service."""
-        return self.state_dir / "podman.sock"
-
-    def environment(self) -> dict[str, str]:
-        """Environment variables that select zerodrift's podman configuration."""
-        env = dict(os.environ)
-        env["CONTAINERS_CONF"] = str(containers_conf_path())
-        if self.private_storage:
-            env["CONTAINERS_STORAGE_CONF"] = str(self._storage_conf())
-            env["CONTAINERS_CONF"] = str(self._private_conf())
-        return env
-
-    def _private_conf(self) -> Path:
-        """The shipped configuration plus a private network config folder."""
-        path = self.state_dir / "containers.conf"
-        text = (
-            containers_conf_path()
-            .read_text()
-            .replace(
-                "[network]\n",
-                f'[network]\nnetwork_config_dir = "{self.state_dir / "networks"}"\n',
-            )
-        )
-        if not path.exists() or path.read_text() != text:
-            write_atomic(path, text.encode())
-        return path
-
-    def _storage_conf(self) -> Path:
-        path = self.state_dir / "storage.conf"
-        storage = self.state_dir / "storage"
-        text = (
-            "# written by zerodrift: podman storage private to this project\n"
-            '[storage]\ndriver = "overlay"\n'
-            f'graphroot = "{storage / "graph"}"\nrunroot = "{storage / "run"}"\n'
-        )
-        if not path.exists() or path.read_text() != text:
-            write_atomic(path, text.encode())
-        return path
-
-    def start(self, *, wait: float = 15.0) -> str:
-        """Start the service and wait until it answers; return its socket.
-
-        Raises:
-            OperationalError: podman is not installed or does not start.
-        """
-        podman = shutil.which("podman")
-        if podman is None:
-            raise OperationalError(
-                "podman is not installed",
-                hint="apt-get install podman runc (zerodrift needs rootful podman)",
-                reference="podman-missing",
-            )
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        log = (self.state_dir / "service.log").open("ab")
-        self.process = subprocess.Popen(
-            [podman, "system", "service", "--time=0", f"unix://{self.socket_path}"],
-            env=self.environment(),
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-        client = UnixClient(str(self.socket_path), timeout=2)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise OperationalError(
-                    f"podman system service exited with {self.process.returncode}",
-                    hint=f"see {self.state_dir / 'service.log'}",
-                    reference="podman-unreachable",
-                )
-            if self.socket_path.exists():
-                with contextlib.suppress(OperationalError):
-                    client.request("GET", "/_ping")
-                    return str(self.socket_path)
-            time.sleep(0.05)
-        self.stop()
-        raise OperationalError(
-            f"podman system service did not answer within {wait:.0f} s",
-            hint=f"see {self.state_dir / 'service.log'}",
-            reference="podman-unreachable",
-        )
-
-    def stop(self) -> None:
-        """Stop the service (its containers keep running)."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
 
 
 def live_facts(inspect: Mapping[str, Any]) -> dict[str, Any]:
@@ -349,7 +201,7 @@ class PodmanBackend:
         for net, _aliases in sorted(config["networks"].items()):
             self.ensure_network(net, spec.labels)
         secrets, secret_env = self._create_secrets(spec, secret_values)
-        body = self._spec_generator(spec, secrets, secret_env)
+        body = spec_generator(spec, secrets, secret_env)
         try:
             created = self.client.json("POST", "/containers/create", json_body=body)
             self.client.request(
@@ -514,8 +366,6 @@ class PodmanBackend:
         Raises:
             IntegrityError: podman stored a different manifest digest.
         """
-        from zerodrift.errors import IntegrityError
-
         if not self.has_image(ref):
             self.client.request(
                 "POST",
@@ -621,89 +471,6 @@ class PodmanBackend:
                 env[target] = runtime_name
         return mounts, env
 
-    def _spec_generator(
-        self,
-        spec: NodeSpec,
-        secrets: list[dict[str, Any]],
-        secret_env: dict[str, str],
-    ) -> dict[str, Any]:
-        config = spec.config
-        resources = config["resources"]
-        limits: dict[str, Any] = {}
-        if resources.get("memory"):
-            limits["memory"] = {"limit": int(resources["memory"])}
-        if resources.get("cpus"):
-            limits["cpu"] = {
-                "quota": int(float(resources["cpus"]) * 100_000),
-                "period": 100_000,
-            }
-        if resources.get("pids"):
-            limits["pids"] = {"limit": int(resources["pids"])}
-        networks = config["networks"]
-        labels = dict(spec.labels)
-        if secret_env:
-            labels[_LABEL_SECRET_ENV] = ",".join(sorted(secret_env))
-        body: dict[str, Any] = {
-            "name": spec.name,
-            "image": spec.image_ref,
-            "labels": labels,
-            "env": dict(config["env"]),
-            "user": config["user"],
-            "read_only_filesystem": True,
-            "read_write_tmpfs": False,
-            "privileged": False,
-            "no_new_privileges": True,
-            "cap_drop": ["ALL"],
-            "cap_add": list(config["capabilities"]),
-            "mounts": [
-                {
-                    "destination": path,
-                    "type": "tmpfs",
-                    "source": "tmpfs",
-                    "options": ["rw", "nosuid", "nodev", "mode=1777", "size=64m"],
-                }
-                for path in config["writable"]
-            ]
-            + [
-                # File secrets need a mount point on the read-only root: a
-                # tiny root-owned tmpfs the node's user cannot write to.
-                {
-                    "destination": folder,
-                    "type": "tmpfs",
-                    "source": "tmpfs",
-                    "options": [
-                        *("rw", "nosuid", "nodev", "noexec"),
-                        *("mode=0755", "size=1m"),
-                    ],
-                }
-                for folder in _secret_folders(secrets, config["writable"])
-            ],
-            "volumes": [
-                {
-                    "Name": volume["volume"],
-                    "Dest": volume["path"],
-                    "Options": ["ro"] if volume["read_only"] else [],
-                }
-                for volume in config["volumes"]
-            ],
-            "resource_limits": limits,
-            "secrets": secrets,
-            "secret_env": secret_env,
-            # A minimal init as PID 1 forwards SIGTERM, so nodes stop at once
-            # instead of waiting for the kill after the stop timeout.
-            "init": True,
-            "stop_timeout": 5,
-            "hostname": config["service"],
-        }
-        if networks:
-            body["netns"] = {"nsmode": "bridge"}
-            body["Networks"] = {
-                net: {"aliases": list(aliases)} for net, aliases in networks.items()
-            }
-        else:
-            body["netns"] = {"nsmode": "none"}
-        return body
-
 
 _NETWORK_LABELS = {LABEL_MANAGED, LABEL_ENVIRONMENT, "io.zerodrift.fleet"}
 
@@ -716,7 +483,7 @@ def _redact(inspect: dict[str, Any]) -> dict[str, Any]:
     """
     config = inspect.get("Config") or {}
     names = set(
-        filter(None, (config.get("Labels") or {}).get(_LABEL_SECRET_ENV, "").split(","))
+        filter(None, (config.get("Labels") or {}).get(LABEL_SECRET_ENV, "").split(","))
     )
     if names and config.get("Env"):
         config["Env"] = [
@@ -726,15 +493,6 @@ def _redact(inspect: dict[str, Any]) -> dict[str, Any]:
             for entry in config["Env"]
         ]
     return inspect
-
-
-def _secret_folders(secrets: list[dict[str, Any]], writable: list[str]) -> list[str]:
-    folders = {str(Path(s["Target"]).parent) for s in secrets}
-    return sorted(
-        f
-        for f in folders
-        if not any(f == w or f.startswith(w.rstrip("/") + "/") for w in writable)
-    )
 
 
 def _demux(raw: bytes) -> bytes:
@@ -753,8 +511,6 @@ def _parse_time(value: Any) -> float:
         return 0.0
     if isinstance(value, int | float):
         return float(value)
-    from datetime import datetime
-
     text = str(value)
     # podman prints nanoseconds; Python parses at most microseconds.
     if "." in text:

@@ -273,6 +273,38 @@ def test_unhealthy_image_rolls_back_and_keeps_availability(
     assert "apply.rollback" in log.out
 
 
+def test_rollback_restores_nodes_removed_under_max_unavailable(
+    rt_project: Path, cli: Any, busybox_layout: Path, backend: PodmanBackend
+) -> None:
+    spec = rt_project / "fleet.yaml"
+    spec.write_text(
+        spec.read_text()
+        .replace("      web: {replicas: 1}\n", "      web: {replicas: 2}\n")
+        .replace(
+            "    max_age: 7d\n    resources: {memory: 64Mi, cpus: 0.25}\n  api:",
+            "    max_age: 7d\n    resources: {memory: 64Mi, cpus: 0.25}\n"
+            "    rollout: {health_timeout: 3s, max_surge: 1, max_unavailable: 1}\n"
+            "  api:",
+        )
+    )
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    webs = [n for n in _ours(backend, rt_project) if "-web-" in n]
+    identity = backend.node(webs[0]).identity
+    assert len(webs) == 2
+    install_store(
+        busybox_layout,
+        rt_project / ".zerodrift" / "store",
+        {"web": "broken", "api": "api", "db": "db"},
+    )
+    result = cli("apply", "--env", ENV, cwd=rt_project)
+    assert result.code == 4, result.err
+    after = [n for n in _ours(backend, rt_project) if "-web-" in n]
+    # One old node was allowed to go first; it was restored on the old digest.
+    assert len(after) == 2
+    assert len(set(after) & set(webs)) == 1
+    assert {backend.node(n).identity for n in after} == {identity}
+
+
 def test_node_dying_during_apply_fails_fast_and_keeps_the_old_node(
     rt_project: Path, cli: Any, busybox_layout: Path, backend: PodmanBackend
 ) -> None:

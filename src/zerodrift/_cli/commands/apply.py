@@ -58,4 +58,9 @@ def run(ctx: Context) -> int:
         )
         for failure in result.failures:
             console().print(f"  {failure}")
+        if plan.unmanaged and not ctx.args.prune:
+            console().print(
+                f"{len(plan.unmanaged)} unmanaged node(s) left running; "
+                "see 'zerodrift plan' and use --prune to destroy them"
+            )
     return ExitCode.OK if result.ok else ExitCode.OPERATIONAL
