@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,7 +134,14 @@ def bare_podman(socket_env: dict[str, str], image: str, nodes: int) -> float:
 
 
 def bench_fleet(replicas: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="zd-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="zd-runtime-bench-"))
+    try:
+        _bench_fleet(work, replicas)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _bench_fleet(work: Path, replicas: int) -> None:
     layout = build_busybox_layout(work / "image")
     set_verifier_factory(unsafe)
     os.environ.setdefault("ZERODRIFT_KEY_PASSPHRASE", "bench-passphrase")
