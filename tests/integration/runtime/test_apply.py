@@ -152,7 +152,12 @@ def test_drift_unmanaged_prune_and_recover_drill(
 ) -> None:
     assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
     web = next(n for n in _ours(backend, rt_project) if "-web-" in n)
+    db = next(n for n in _ours(backend, rt_project) if "-db-" in n)
     # A change made in place behind zerodrift's back is drift: replaced.
+    (network,) = backend.inspect(db)["NetworkSettings"]["Networks"]
+    backend.client.request(
+        "POST", f"/networks/{network}/disconnect", json_body={"Container": db}
+    )
     backend.quarantine(web)
     stray = backend.client.json(
         "POST",
@@ -161,7 +166,8 @@ def test_drift_unmanaged_prune_and_recover_drill(
     )
     plan = json.loads(cli("plan", "--env", ENV, "--format", "json", cwd=rt_project).out)
     reasons = {(a["node"], a["reason"]) for a in plan["actions"]}
-    assert (web, "not running") in reasons or (web, "drifted") in reasons
+    assert (web, "not running") in reasons  # quarantined: paused, no network
+    assert (db, "drifted") in reasons
     assert any(u["node_id"] == stray["Id"] for u in plan["unmanaged"])
     result = cli("apply", "--env", ENV, "--prune", cwd=rt_project)
     assert result.code == 0, result.err
@@ -412,13 +418,30 @@ def test_sigkill_during_apply_then_rerun_converges(
         assert owner in live, secret["Spec"]["Name"]
 
 
-def test_two_applies_exclude_each_other(rt_project: Path, cli: Any) -> None:
+def test_two_applies_exclude_each_other(
+    rt_project: Path,
+    cli: Any,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy import func, select
+
     from zerodrift.reconcile.lock import environment_lock
     from zerodrift.state import Database
+    from zerodrift.state.schema import reconcile_runs, reconcile_steps
 
-    db = Database.open(f"sqlite:///{rt_project / '.zerodrift' / 'state.db'}")
+    monkeypatch.setenv("ZERODRIFT_DATABASE_URL", database_url)
+    db = Database.open(database_url)
     with environment_lock(db, rt_project / ".zerodrift", ENV):
         result = cli("apply", "--env", ENV, cwd=rt_project)
-    db.close()
     assert result.code == 4
     assert "environment-locked" in result.err
+    # Released: the same apply now runs, journalled in this database.
+    result = cli("apply", "--env", ENV, cwd=rt_project)
+    assert result.code == 0, result.err
+    with db.read() as conn:
+        runs = conn.execute(select(func.count()).select_from(reconcile_runs)).scalar()
+        steps = conn.execute(select(reconcile_steps.c.status)).scalars().all()
+    db.close()
+    assert runs == 1
+    assert steps == ["done"] * 3
