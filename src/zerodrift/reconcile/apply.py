@@ -120,18 +120,28 @@ class Executor:
     # --- entry point ------------------------------------------------------
 
     def apply(self, plan: Plan, desired: Sequence[DesiredService]) -> ApplyResult:
-        """Carry out ``plan``; return what happened (failures included)."""
+        """Carry out ``plan``; return what happened (failures included).
+
+        Raises:
+            ConfigError: A secret of a node to create cannot be read; raised
+                before anything is changed.
+        """
         started = time.monotonic()
         result = ApplyResult(self.journal.run_id)
         by_service: dict[str | None, list[Action]] = {}
         for action in plan.actions:
             by_service.setdefault(action.service, []).append(action)
+        values = {
+            want.name: self._secret_values(want.name, want.config)
+            for want in desired
+            if any(a.kind != "destroy" for a in by_service.get(want.name, []))
+        }
         for want in _flow_order(desired):
             actions = by_service.get(want.name, [])
             if not actions:
                 continue
             try:
-                self._service(want, actions, result)
+                self._service(want, actions, values.get(want.name, {}), result)
             except ZerodriftError as exc:
                 result.failures.append(f"{want.name}: {exc.message}")
                 self.progress(f"[{want.name}] failed: {exc.message}")
@@ -144,9 +154,12 @@ class Executor:
     # --- one service --------------------------------------------------------
 
     def _service(
-        self, want: DesiredService, actions: list[Action], result: ApplyResult
+        self,
+        want: DesiredService,
+        actions: list[Action],
+        values: Mapping[str, bytes],
+        result: ApplyResult,
     ) -> None:
-        values = self._secret_values(want.name, want.config)
         for action in actions:
             if action.kind == "destroy":
                 self._destroy(action.node or "", want.name, action.reason, result)

@@ -333,6 +333,8 @@ def test_node_dying_during_apply_fails_fast_and_keeps_the_old_node(
 def test_faults_clear_errors(
     rt_project: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    runtime = os.environ["ZERODRIFT_RUNTIME"]
+    path = os.environ["PATH"]
     monkeypatch.setenv("ZERODRIFT_RUNTIME", "podman:///nonexistent/podman.sock")
     result = cli("plan", "--env", ENV, cwd=rt_project)
     assert result.code == 4
@@ -349,6 +351,16 @@ def test_faults_clear_errors(
     result = cli("plan", "--env", ENV, cwd=rt_project)
     assert result.code == 3
     assert "image-missing" in result.err
+
+    # A secret that cannot be read stops apply before anything changes.
+    monkeypatch.delenv("SHOP_DB_PASSWORD")
+    index.write_text(index.read_text().replace('"other"', '"web"'))
+    monkeypatch.setenv("ZERODRIFT_RUNTIME", runtime)
+    monkeypatch.setenv("PATH", path)
+    result = cli("apply", "--env", ENV, cwd=rt_project)
+    assert result.code == 3, result.err
+    assert "SHOP_DB_PASSWORD" in result.err
+    assert "created" not in result.err
 
     spec = rt_project / "fleet.yaml"
     spec.write_text(
