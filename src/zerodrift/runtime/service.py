@@ -10,9 +10,11 @@ it when the command ends; containers keep running under their ``conmon``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.resources
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -24,11 +26,19 @@ from zerodrift.runtime._http import UnixClient
 
 __all__ = ["PodmanService", "containers_conf_path", "parse_runtime_url"]
 
+_PR_SET_PDEATHSIG = 1
+
 
 def containers_conf_path() -> Path:
     """The ``containers.conf`` zerodrift ships for its private service."""
     resource = importlib.resources.files("zerodrift.runtime") / "data/containers.conf"
     return Path(str(resource))
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Ask the kernel to send SIGTERM when the parent process dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def parse_runtime_url(url: str) -> str | None:
@@ -71,8 +81,8 @@ class PodmanService:
 
     @property
     def socket_path(self) -> Path:
-        """The API socket of the service."""
-        return self.state_dir / "podman.sock"
+        """The API socket of the service (one per zerodrift process)."""
+        return self.state_dir / f"podman-{os.getpid()}.sock"
 
     def environment(self) -> dict[str, str]:
         """Environment variables that select zerodrift's podman configuration."""
@@ -93,6 +103,7 @@ class PodmanService:
                 "[network]\n",
                 f'[network]\nnetwork_config_dir = "{self.state_dir / "networks"}"\n',
             )
+            .replace("[engine]\n", f'[engine]\ntmp_dir = "{self.state_dir / "tmp"}"\n')
         )
         if not path.exists() or path.read_text() != text:
             write_atomic(path, text.encode())
@@ -133,7 +144,10 @@ class PodmanService:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
+            # Own session: Ctrl-C reaches zerodrift, which stops the service.
             start_new_session=True,
+            # If zerodrift is killed, the kernel stops the service too.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - started before any thread
         )
         log.close()
         client = UnixClient(str(self.socket_path), timeout=2)
@@ -169,3 +183,5 @@ class PodmanService:
             self.process.kill()
             self.process.wait()
         self.process = None
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
