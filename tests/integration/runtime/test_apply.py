@@ -169,6 +169,9 @@ def test_drift_unmanaged_prune_and_recover_drill(
     assert (web, "not running") in reasons  # quarantined: paused, no network
     assert (db, "drifted") in reasons
     assert any(u["node_id"] == stray["Id"] for u in plan["unmanaged"])
+    inventory = cli("inventory", "--env", ENV, "--format", "json", cwd=rt_project)
+    unmanaged = json.loads(inventory.out)["unmanaged_nodes"]
+    assert f"stray-{_fleet(rt_project)}" in {n["name"] for n in unmanaged}
     result = cli("apply", "--env", ENV, "--prune", cwd=rt_project)
     assert result.code == 0, result.err
     assert stray["Id"] not in {n.node_id for n in backend.list_nodes()}
@@ -352,11 +355,24 @@ def test_faults_clear_errors(
     assert result.code == 3
     assert "image-missing" in result.err
 
-    # A secret that cannot be read stops apply before anything changes.
-    monkeypatch.delenv("SHOP_DB_PASSWORD")
+    # Without a configured verifier every image is refused, before any use.
+    from zerodrift.reconcile.session import set_verifier_factory
+    from zerodrift.runtime.images import RefuseUnverified
+
+    previous = set_verifier_factory(RefuseUnverified)
     index.write_text(index.read_text().replace('"other"', '"web"'))
     monkeypatch.setenv("ZERODRIFT_RUNTIME", runtime)
     monkeypatch.setenv("PATH", path)
+    try:
+        result = cli("apply", "--env", ENV, cwd=rt_project)
+    finally:
+        set_verifier_factory(previous)
+    assert result.code == 1, result.err
+    assert "image-unverified" in result.err
+    assert "created" not in result.err
+
+    # A secret that cannot be read stops apply before anything changes.
+    monkeypatch.delenv("SHOP_DB_PASSWORD")
     result = cli("apply", "--env", ENV, cwd=rt_project)
     assert result.code == 3, result.err
     assert "SHOP_DB_PASSWORD" in result.err
