@@ -183,7 +183,7 @@ def _stale_reason(
         return "image changed"
     if labels.get(LABEL_CONFIG) != want.config_digest or node.identity != want.identity:
         return "config changed"
-    if node.state not in ("running", "created"):
+    if node.state != "running":
         return "not running"
     if recorded_facts is not None:
         if node.name not in recorded_facts:

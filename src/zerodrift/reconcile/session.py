@@ -86,7 +86,7 @@ class Session:
     record: Record
     git_commit: str | None = None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    _backend: PodmanBackend | None = None
+    _backend: PodmanBackend | None = field(default=None, init=False, repr=False)
 
     @property
     def runtime_url(self) -> str:

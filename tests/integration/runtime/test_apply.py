@@ -22,12 +22,15 @@ pytestmark = [pytest.mark.podman, pytest.mark.slow]
 ENV = "dev"
 
 
-def _ours(backend: PodmanBackend, project: Path) -> list[str]:
+def _ours(
+    backend: PodmanBackend, project: Path, *, any_state: bool = False
+) -> list[str]:
     fleet = _fleet(project)
     return sorted(
         n.name
         for n in backend.list_nodes()
-        if n.labels.get("io.zerodrift.fleet") == fleet and n.state == "running"
+        if n.labels.get("io.zerodrift.fleet") == fleet
+        and (any_state or n.state == "running")
     )
 
 
@@ -434,8 +437,9 @@ def test_sigkill_during_apply_then_rerun_converges(
     rerun = _zd(rt_project, "apply", "--env", ENV)
     _out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err.decode()
-    nodes = _ours(backend, rt_project)
+    nodes = _ours(backend, rt_project, any_state=True)
     assert len(nodes) == 3, nodes  # no duplicates, no orphans
+    assert nodes == _ours(backend, rt_project)  # all of them running
     assert sorted(n.split("-")[1] for n in nodes) == ["api", "db", "web"]
     plan = cli("plan", "--env", ENV, "--format", "json", cwd=rt_project)
     assert plan.code == 0, plan.out
