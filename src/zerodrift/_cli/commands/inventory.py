@@ -131,15 +131,15 @@ def _render_nodes(inventory: Inventory, unmanaged: list[dict[str, Any]] | None) 
     if unmanaged is None:
         return
     table(
-        "Running nodes",
+        "Nodes",
         ["service", "node", "state", "image digest", "age"],
         [
-            (s.name, n["name"], n["state"], n["image_digest"], f"{n['age_seconds']} s")
+            (s.name, n["name"], n["state"], n["image_digest"], _age(n["age_seconds"]))
             for s in inventory.services
             for n in s.nodes
         ]
         + [
-            ("(unmanaged)", n["name"], n["state"], None, f"{n['age_seconds']} s")
+            ("(unmanaged)", n["name"], n["state"], None, _age(n["age_seconds"]))
             for n in unmanaged
         ],
     )
@@ -191,3 +191,10 @@ def _render_tables(inventory: Inventory) -> None:
             for f in inventory.flows
         ],
     )
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

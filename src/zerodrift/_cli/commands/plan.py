@@ -51,27 +51,42 @@ def run(ctx: Context) -> int:
 def render_plan(plan: Any) -> None:
     """Print a plan as tables."""
     counts = plan.counts()
-    table(
-        f"Plan for {plan.environment}",
-        ["action", "service", "node", "reason", "new image"],
-        [
-            (
-                a.kind,
-                a.service,
-                a.node,
-                a.reason,
-                a.image_digest[:19] + "…" if a.image_digest else None,
-            )
-            for a in plan.actions
-        ],
-    )
+    if plan.actions:
+        table(
+            f"Plan for {plan.environment}",
+            ["action", "service", "node", "reason", "image"],
+            [
+                (a.kind, a.service, a.node, a.reason, _image_change(a))
+                for a in plan.actions
+            ],
+        )
     if plan.unmanaged:
         table(
             "Unmanaged nodes",
             ["node", "id", "reason"],
             [(u.name, u.node_id[:12], u.reason) for u in plan.unmanaged],
         )
+    if plan.empty:
+        console().print(
+            f"No changes: {plan.unchanged} node(s) of {plan.environment} "
+            "match the spec."
+        )
+        return
     console().print(
         f"{counts['create']} to create, {counts['replace']} to replace, "
         f"{counts['destroy']} to destroy, {plan.unchanged} unchanged"
     )
+
+
+def _short(digest: str | None) -> str:
+    return digest[7:19] if digest and digest.startswith("sha256:") else "?"
+
+
+def _image_change(action: Any) -> str | None:
+    if action.kind == "create":
+        return _short(action.image_digest)
+    if action.kind == "replace":
+        if action.previous_digest == action.image_digest:
+            return _short(action.image_digest)
+        return f"{_short(action.previous_digest)} -> {_short(action.image_digest)}"
+    return None
