@@ -74,6 +74,9 @@ class Session:
         record: Appends to the audit trail.
         git_commit: Commit of the spec, for the journal.
         environ: Process environment (for the runtime override).
+        verifier: Checks every image before use; ``None`` uses the
+            process-wide factory (see :func:`set_verifier_factory`), whose
+            default refuses everything.
     """
 
     fleet: Fleet
@@ -86,6 +89,7 @@ class Session:
     record: Record
     git_commit: str | None = None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    verifier: ImageVerifier | None = None
     _backend: PodmanBackend | None = field(default=None, init=False, repr=False)
 
     @property
@@ -222,7 +226,7 @@ class Session:
     ) -> None:
         """Verify, then load, every image a node will be created from."""
         needed = {a.service for a in plan.actions if a.kind in ("create", "replace")}
-        verifier = _verifier_factory()
+        verifier = self.verifier or _verifier_factory()
         seen: set[str] = set()
         for want in desired:
             if want.name not in needed or want.image_digest in seen:
