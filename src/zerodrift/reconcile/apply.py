@@ -37,9 +37,9 @@ from zerodrift.runtime.backend import (
     LABEL_MANAGED,
     LABEL_SERVICE,
     NodeSpec,
+    RuntimeBackend,
 )
 from zerodrift.runtime.images import runtime_ref
-from zerodrift.runtime.podman import PodmanBackend
 from zerodrift.runtime.secrets import SecretResolver
 
 __all__ = ["ApplyResult", "Executor"]
@@ -101,7 +101,7 @@ class Executor:
 
     def __init__(
         self,
-        backend: PodmanBackend,
+        backend: RuntimeBackend,
         journal: Journal,
         secrets: SecretResolver,
         record: Record,
@@ -413,11 +413,7 @@ class Executor:
     def _clean_up(self, desired: Sequence[DesiredService]) -> None:
         wanted = {net for d in desired for net in d.config["networks"]}
         try:
-            for net in self.backend.networks(self.environment):
-                if net not in wanted:
-                    self.backend.remove_network(net)
-            live = {n.name for n in self.backend.list_nodes()}
-            self.backend.remove_orphan_secrets(live)
+            self.backend.clean_up(self.environment, wanted)
         except OperationalError as exc:
             _logger.warning("clean-up after apply failed: %s", exc.message)
 

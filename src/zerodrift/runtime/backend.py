@@ -10,7 +10,7 @@ can compare without further IO.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -179,3 +179,21 @@ class RuntimeBackend(Protocol):
 
     def probe(self, name: str, health: Mapping[str, Any]) -> HealthResult:
         """Run the spec's health probe once against a node."""
+
+    def node(self, name: str) -> ActualNode:
+        """Observe one node, with the digest of its live facts."""
+
+    def with_facts(self, node: ActualNode) -> ActualNode:
+        """Return ``node`` with the digest of its live facts filled in."""
+
+    def load_image(
+        self, ref: str, digest: str, archive: Callable[[], Iterator[bytes]]
+    ) -> None:
+        """Make image ``digest`` available as ``ref`` (from ``archive``).
+
+        Raises:
+            IntegrityError: The runtime stored a different digest.
+        """
+
+    def clean_up(self, environment: str, keep_networks: Iterable[str]) -> None:
+        """Remove the environment's unused networks and orphaned secrets."""

@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -420,6 +420,14 @@ class PodmanBackend:
             "DELETE", f"/networks/{quote_name(name)}", ok=(404, 409, 500)
         )
         self._networks.discard(name)
+
+    def clean_up(self, environment: str, keep_networks: Iterable[str]) -> None:
+        """Remove the environment's unused networks and orphaned secrets."""
+        keep = set(keep_networks)
+        for net in self.networks(environment):
+            if net not in keep:
+                self.remove_network(net)
+        self.remove_orphan_secrets({n.name for n in self.list_nodes()})
 
     def remove_orphan_secrets(self, live_names: set[str]) -> int:
         """Delete node secrets whose node no longer exists; return how many."""
