@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from zerodrift.reconcile.desired import DesiredService
 from zerodrift.reconcile.plan import plan_environment
 from zerodrift.runtime.backend import ActualNode
@@ -133,3 +136,45 @@ def test_new_image_gets_next_generation() -> None:
     plan = _plan([_node("a")], want)
     assert plan.actions[0].generation == 4
     assert plan.actions[0].previous_digest == "sha256:" + "a" * 64
+
+
+_STALE = st.sampled_from(
+    [
+        {},
+        {"labels": {"io.zerodrift.image-digest": "sha256:old"}},
+        {"labels": {"io.zerodrift.config-digest": "old"}},
+        {"state": "exited"},
+        {"facts": "changed"},
+        {"created_at": NOW - 7200},
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    replicas=st.integers(min_value=0, max_value=6),
+    kinds=st.lists(_STALE, max_size=10),
+    strays=st.integers(min_value=0, max_value=3),
+    prune=st.booleans(),
+)
+def test_applying_any_plan_converges(
+    replicas: int, kinds: list[dict[str, object]], strays: int, prune: bool
+) -> None:
+    nodes = [_node(f"n{i}", **dict(kind)) for i, kind in enumerate(kinds)]
+    others = [ActualNode(f"s{i}", f"s{i}", {}, "running", NOW) for i in range(strays)]
+    plan = _plan(nodes + others, _want(replicas), prune=prune)
+    touched = [a.node for a in plan.actions if a.node is not None]
+    assert len(touched) == len(set(touched))  # each node acted on once at most
+    assert {a.kind for a in plan.actions} <= {"create", "replace", "destroy"}
+    # Simulate: replaced and destroyed nodes go, created and replacements come.
+    remaining = {n.name for n in nodes} - set(touched)
+    good_after = len(remaining) + sum(
+        a.kind in ("create", "replace") for a in plan.actions
+    )
+    assert good_after == replicas
+    # What remains untouched is good; strays go only with --prune.
+    stale = {n.name for n, k in zip(nodes, kinds, strict=True) if k}
+    assert not remaining & stale
+    assert {n for n in touched if n.startswith("s")} == (
+        {o.name for o in others} if prune else set()
+    )
