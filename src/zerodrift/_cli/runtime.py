@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zerodrift._cli.context import Context
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from zerodrift.reconcile.session import Session
     from zerodrift.spec import LoadedSpec
 
-__all__ = ["STORE_DIR", "open_session", "progress_line"]
+__all__ = ["STORE_DIR", "load_private_key", "open_session", "progress_line"]
 
 STORE_DIR = "store"
 
@@ -40,17 +41,7 @@ def open_session(ctx: Context, spec: LoadedSpec | None = None) -> Session:
     project = ctx.project
 
     def private_key() -> ec.EllipticCurvePrivateKey:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        from zerodrift.protect.keys import read_passphrase
-
-        passphrase = read_passphrase(purpose=f"key {project.key_name!r}")
-        pem = project.private_key_path.read_bytes()
-        key = serialization.load_pem_private_key(pem, password=passphrase)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("the project key is not an ECDSA P-256 key")
-        return key
+        return load_private_key(project.private_key_path, project.key_name)
 
     return Session(
         fleet=loaded.fleet,
@@ -70,3 +61,40 @@ def progress_line(line: str) -> None:
     """Print one progress line on stderr."""
     sys.stderr.write(f"  {line}\n")
     sys.stderr.flush()
+
+
+def load_private_key(path: Path, name: str) -> ec.EllipticCurvePrivateKey:
+    """Decrypt the project's ECDSA P-256 key, for opening sealed secrets.
+
+    Raises:
+        ConfigError: The key is missing, the passphrase is wrong, or the key
+            is not an ECDSA P-256 key.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from zerodrift.protect.keys import PASSPHRASE_ENV, read_passphrase
+
+    passphrase = read_passphrase(purpose=f"key {name!r}")
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read private key {path}: {exc.strerror}",
+            hint="sealed secrets are opened with the project's private key",
+            reference="key-missing",
+        ) from exc
+    try:
+        key = serialization.load_pem_private_key(pem, password=passphrase)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"cannot decrypt {path}: wrong passphrase or not a private key",
+            hint=f"check {PASSPHRASE_ENV}",
+            reference="key-passphrase-wrong",
+        ) from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(
+            f"{path} is not an ECDSA P-256 key; sealed secrets need one",
+            reference="seal-key-unsupported",
+        )
+    return key

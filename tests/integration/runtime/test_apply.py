@@ -41,6 +41,11 @@ def _fleet(project: Path) -> str:
     raise AssertionError("no fleet name")
 
 
+def _state_bytes(project: Path) -> bytes:
+    """The state database with its write-ahead log, as stored on disk."""
+    return b"".join(p.read_bytes() for p in (project / ".zerodrift").glob("state.db*"))
+
+
 def _exec(backend: PodmanBackend, node: str, script: str) -> tuple[bool, str]:
     result = backend.probe(node, {"command": ["/bin/sh", "-c", script], "timeout": 10})
     return result.healthy, result.detail
@@ -131,7 +136,7 @@ def test_plan_apply_replace_with_hardening_flows_and_secrets(
 
     # Secrets never reach plans, logs or the audit trail.
     audit = cli("audit", "log", "--format", "jsonl", cwd=rt_project)
-    state = (rt_project / ".zerodrift" / "state.db").read_bytes()
+    state = _state_bytes(rt_project)
     for text in (audit.out, result.out, result.err, plan.__repr__()):
         assert "SECRET" not in text
     assert b"SECRET" not in state
@@ -235,6 +240,32 @@ def test_recover_at_commit_uses_that_commits_spec(
     result = cli("recover", "--env", ENV, "--at", "no-such-commit", cwd=rt_project)
     assert result.code == 3
     assert "commit-unknown" in result.err
+
+
+def test_sealed_secret_reaches_the_node_only(
+    rt_project: Path,
+    cli: Any,
+    backend: PodmanBackend,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"sealed-SECRET-9")))
+    assert cli("seal", "secrets/db.sealed", cwd=rt_project).code == 0
+    spec = rt_project / "fleet.yaml"
+    spec.write_text(
+        spec.read_text().replace(
+            "source: env:SHOP_DB_PASSWORD", "source: sealed:secrets/db.sealed"
+        )
+    )
+    result = cli("apply", "--env", ENV, cwd=rt_project)
+    assert result.code == 0, result.err
+    db = next(n for n in _ours(backend, rt_project) if "-db-" in n)
+    _ok, out = _exec(backend, db, "cat /run/secrets/db-password")
+    assert out.endswith("sealed-SECRET-9")
+    raw = backend.client.json("GET", f"/containers/{db}/json")
+    assert "sealed-SECRET" not in json.dumps(raw)
+    assert b"sealed-SECRET" not in _state_bytes(rt_project)
 
 
 def _image(backend: PodmanBackend) -> str:
