@@ -19,6 +19,7 @@ __all__ = ["ROLES", "build_busybox_layout", "install_store"]
 ROLES: dict[str, list[str]] = {
     "web": ["httpd", "-f", "-p", "8080", "-h", "/srv/www"],
     "api": ["httpd", "-f", "-p", "8081", "-h", "/srv/api"],
+    "api-v2": ["httpd", "-f", "-h", "/srv/api", "-p", "8081"],
     "db": ["httpd", "-f", "-p", "5432", "-h", "/srv/db"],
     "broken": ["httpd", "-f", "-p", "9999", "-h", "/srv/www"],
     "crash": ["sh", "-c", "sleep 0.3; exit 3"],

@@ -192,6 +192,38 @@ class Journal:
             )
             return {row.name: row.facts_digest for row in rows}
 
+    def image_digests_at(self, commit: str) -> dict[str, str]:
+        """Image digest per service deployed by the newest good run at ``commit``.
+
+        Returns an empty dict when no successful apply or recovery of this
+        environment was recorded at that commit.
+        """
+        with self.db.read() as conn:
+            run_id = conn.execute(
+                select(reconcile_runs.c.run_id)
+                .where(
+                    reconcile_runs.c.environment == self.environment,
+                    reconcile_runs.c.git_commit == commit,
+                    reconcile_runs.c.status == "succeeded",
+                    reconcile_runs.c.kind.in_(("apply", "recover")),
+                )
+                .order_by(reconcile_runs.c.started_at.desc())
+                .limit(1)
+            ).scalar()
+            if run_id is None:
+                return {}
+            created = select(reconcile_steps.c.node).where(
+                reconcile_steps.c.run_id == run_id,
+                reconcile_steps.c.action == "create",
+                reconcile_steps.c.status == "done",
+            )
+            rows = conn.execute(
+                select(reconcile_nodes.c.service, reconcile_nodes.c.image_digest)
+                .where(reconcile_nodes.c.name.in_(created))
+                .order_by(reconcile_nodes.c.created_at)
+            )
+            return {row.service: row.image_digest for row in rows}
+
     def node_spec(self, name: str) -> dict[str, Any] | None:
         """The spec a node was created from, if zerodrift created it."""
         with self.db.read() as conn:

@@ -77,6 +77,8 @@ class Session:
         verifier: Checks every image before use; ``None`` uses the
             process-wide factory (see :func:`set_verifier_factory`), whose
             default refuses everything.
+        pinned: Image digest to use per image name instead of the store's
+            current one (a recovery to what ran at a commit).
     """
 
     fleet: Fleet
@@ -90,6 +92,7 @@ class Session:
     git_commit: str | None = None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     verifier: ImageVerifier | None = None
+    pinned: dict[str, str] = field(default_factory=dict)
     _backend: PodmanBackend | None = field(default=None, init=False, repr=False)
 
     @property
@@ -137,7 +140,12 @@ class Session:
             ConfigError: An image is missing from the store.
         """
         names = {svc.image for svc in self.fleet.services.values()}
-        return {name: self.source.resolve(name) for name in sorted(names)}
+        return {
+            name: ResolvedImage(name, self.pinned[name])
+            if name in self.pinned
+            else self.source.resolve(name)
+            for name in sorted(names)
+        }
 
     def desired(self) -> list[DesiredService]:
         """The desired state of the environment."""

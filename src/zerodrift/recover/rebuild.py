@@ -24,7 +24,7 @@ from zerodrift.spec import LoadedSpec, parse_spec
 from zerodrift.state import utc_now
 from zerodrift.state.schema import recoveries
 
-__all__ = ["RecoveryResult", "recover", "spec_at_commit"]
+__all__ = ["RecoveryResult", "recover", "resolve_commit", "spec_at_commit"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,41 @@ class RecoveryResult:
             "status": "succeeded" if self.ok else "failed",
             "run_id": self.run_id,
         }
+
+
+def resolve_commit(root: Path, ref: str) -> str:
+    """Resolve a commit name (sha, tag, ``HEAD~2``) to its full sha.
+
+    Raises:
+        ConfigError: The name is not a commit of the repository.
+    """
+    try:
+        done = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(root),
+                "rev-parse",
+                "--verify",
+                "-q",
+                f"{ref}^{{commit}}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except OSError as exc:
+        raise OperationalError(
+            f"cannot run git: {exc.strerror}", reference="git-missing"
+        ) from exc
+    if done.returncode != 0:
+        raise ConfigError(
+            f"{ref!r} is not a commit of the repository at {root}",
+            hint="name a commit, tag or branch (git log --oneline)",
+            reference="commit-unknown",
+        )
+    return done.stdout.strip()
 
 
 def spec_at_commit(
@@ -93,10 +128,17 @@ def recover(
 ) -> RecoveryResult:
     """Rebuild the session's environment; destroy everything first for a drill.
 
+    With ``at_commit``, the images are the digests the newest successful
+    apply at that commit deployed (from the state database), else the
+    store's current image of each name. Every image is verified either way.
+
     Raises:
         OperationalError: The runtime failed or another apply runs.
         VerificationError: An image is not trusted.
     """
+    if at_commit:
+        session.git_commit = at_commit
+        _pin_digests(session, at_commit, progress)
     destroyed = 0
     if drill:
         with environment_lock(session.db, session.state_dir, session.environment):
@@ -131,6 +173,24 @@ def recover(
     )
     session.record("recover.finished", session.environment, outcome.to_dict())
     return outcome
+
+
+def _pin_digests(
+    session: Session, commit: str, progress: Callable[[str], None]
+) -> None:
+    """Use the image digests that ran at ``commit``, when they were recorded."""
+    deployed = Journal(session.db, session.environment).image_digests_at(commit)
+    for service, digest in deployed.items():
+        declared = session.fleet.services.get(service)
+        if declared is not None:
+            session.pinned[declared.image] = digest
+    if deployed:
+        progress(f"using the image digests deployed at {commit[:12]}")
+    else:
+        progress(
+            f"no deployment recorded at {commit[:12]}; "
+            "using the store's current image of each name"
+        )
 
 
 def _destroy_all(session: Session, progress: Callable[[str], None]) -> int:

@@ -212,30 +212,49 @@ def test_drift_unmanaged_prune_and_recover_drill(
     assert rto[0][1] == 1
 
 
-def test_recover_at_commit_uses_that_commits_spec(
-    rt_project: Path, cli: Any, backend: PodmanBackend
+def test_recover_at_commit_uses_that_commits_spec_and_images(
+    rt_project: Path, cli: Any, backend: PodmanBackend, busybox_layout: Path
 ) -> None:
     git = ["git", "-C", str(rt_project)]
+
+    def commit(message: str) -> str:
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", message], check=True)
+        return subprocess.run(
+            [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
     subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "v1"], check=True)
-    first = subprocess.run(
-        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    (rt_project / ".gitignore").write_text(".zerodrift/\n")
+    first = commit("v1")
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    v1_digest = backend.node(
+        next(n for n in _ours(backend, rt_project) if "-api-" in n)
+    ).labels["io.zerodrift.image-digest"]
+
+    # v2: a new api image and a new setting.
+    install_store(
+        busybox_layout,
+        rt_project / ".zerodrift" / "store",
+        {"web": "web", "api": "api-v2", "db": "db"},
+    )
     spec = rt_project / "fleet.yaml"
     spec.write_text(spec.read_text().replace("DB_URL: http://db:5432/", "DB_URL: v2"))
+    commit("v2")
     assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
     v2_api = next(n for n in _ours(backend, rt_project) if "-api-" in n)
+    assert backend.node(v2_api).labels["io.zerodrift.image-digest"] != v1_digest
 
     result = cli(
-        "recover", "--env", ENV, "--at", first, "--format", "json", cwd=rt_project
+        "recover", "--env", ENV, "--at", "HEAD~1", "--format", "json", cwd=rt_project
     )
     assert result.code == 0, result.err
     assert json.loads(result.out)["at_commit"] == first
+    assert "deployed at" in result.err
     api = next(n for n in _ours(backend, rt_project) if "-api-" in n)
     assert api != v2_api
-    env = backend.inspect(api)["Config"]["Env"]
-    assert "DB_URL=http://db:5432/" in env
+    assert backend.node(api).labels["io.zerodrift.image-digest"] == v1_digest
+    assert "DB_URL=http://db:5432/" in backend.inspect(api)["Config"]["Env"]
 
     result = cli("recover", "--env", ENV, "--at", "no-such-commit", cwd=rt_project)
     assert result.code == 3

@@ -42,9 +42,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     """Rebuild the environment and report the recovery time."""
-    from zerodrift.recover import recover, spec_at_commit
+    from zerodrift.recover import recover, resolve_commit, spec_at_commit
 
-    commit = ctx.args.at
+    commit = resolve_commit(ctx.project.root, ctx.args.at) if ctx.args.at else None
     spec = spec_at_commit(ctx.project.root, commit) if commit else None
     session = open_session(ctx, spec)
     try:
