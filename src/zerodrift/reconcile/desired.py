@@ -157,6 +157,9 @@ def node_config(
         "ports": [
             {"name": p.name, "port": p.port, "protocol": p.protocol} for p in svc.ports
         ],
+        # TODO: a rotated secret value keeps the node identity (a digest of the
+        # value would be a guessable verifier); rotate by renaming the secret
+        # until secret versions are tracked in the state database.
         "secrets": [
             {
                 "name": s.name,
@@ -228,6 +231,9 @@ def _port(svc: Service, name: str) -> int:
 
 def _flow_networks(fleet: Fleet, environment: str) -> dict[str, dict[str, list[str]]]:
     """Per service: network -> aliases it has there, one network per flow edge."""
+    # TODO: a flow network also lets the target open connections to the
+    # source; enforce direction with firewall rules once the netavark
+    # versions zerodrift supports can carry them (ADR 0023).
     result: dict[str, dict[str, list[str]]] = {}
     for source, svc in sorted(fleet.services.items()):
         for flow in svc.talks_to:

@@ -489,6 +489,8 @@ def _redact(inspect: dict[str, Any]) -> dict[str, Any]:
     Podman 4 shows secrets delivered as environment variables in its own
     inspect output; zerodrift never passes them on (see ADR 0021).
     """
+    # TODO: drop this once the podman versions zerodrift supports keep
+    # environment secrets out of inspect output themselves.
     config = inspect.get("Config") or {}
     names = set(
         filter(None, (config.get("Labels") or {}).get(LABEL_SECRET_ENV, "").split(","))
