@@ -15,8 +15,8 @@ image is a manifest annotated with ``org.opencontainers.image.ref.name``.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import os
 import re
 import tarfile
 from collections.abc import Iterator
@@ -256,26 +256,43 @@ def runtime_ref(digest: str) -> str:
     return f"localhost/zerodrift/image:{digest.partition(':')[2][:32]}"
 
 
+_BLOCK = 512
+_READ = 1 << 20
+
+
+def _member(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    return info.tobuf(format=tarfile.PAX_FORMAT)
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % _BLOCK)
+
+
 def _tar_stream(
     small: dict[str, bytes], files: list[tuple[str, Path]]
 ) -> Iterator[bytes]:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in small.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-        seen = set()
-        for name, path in files:
-            if name in seen:
-                continue
-            seen.add(name)
-            try:
-                tar.add(str(path), arcname=name, recursive=False)
-            except OSError as exc:
-                raise IntegrityError(
-                    f"blob {path.name} is missing from the image store",
-                    reference="image-blob-missing",
-                ) from exc
-    yield buffer.getvalue()
+    """Yield a tar archive in pieces of at most 1 MiB of file content."""
+    for name, data in small.items():
+        yield _member(name, len(data)) + data + _padding(len(data))
+    seen = set()
+    for name, path in files:
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            blob = path.open("rb")
+        except OSError as exc:
+            raise IntegrityError(
+                f"blob {path.name} is missing from the image store",
+                reference="image-blob-missing",
+            ) from exc
+        with blob:
+            size = os.fstat(blob.fileno()).st_size
+            yield _member(name, size)
+            while chunk := blob.read(_READ):
+                yield chunk
+            yield _padding(size)
+    yield b"\0" * (2 * _BLOCK)
