@@ -15,6 +15,7 @@ from typing import Any
 
 from zerodrift._internal.canonical import canonical_digest
 from zerodrift.errors import ConfigError, Location
+from zerodrift.project import SPEC_FILE
 from zerodrift.spec.models import Fleet, HealthCheck, Service
 from zerodrift.spec.resolve import ResolvedService, resolve_services
 
@@ -94,7 +95,7 @@ def desired_state(
                 f"image {resolved.service.image!r} of service {name!r} has no "
                 "digest in the store",
                 hint=f"build it first (zerodrift build {resolved.service.image})",
-                location=Location(field=f"services.{name}.image"),
+                location=Location(SPEC_FILE, field=f"services.{name}.image"),
                 reference="image-missing",
             )
         config = node_config(fleet.name, resolved, networks.get(name, {}))
@@ -179,7 +180,7 @@ def _check_user(image_name: str, user: str) -> None:
             f"image {image_name!r} runs as root (user {user!r})",
             hint="nodes run as a non-root user; set images."
             f"{image_name}.user to an unprivileged uid:gid such as 65534:65534",
-            location=Location(field=f"images.{image_name}.user"),
+            location=Location(SPEC_FILE, field=f"images.{image_name}.user"),
             reference="root-user-refused",
         )
 
@@ -193,7 +194,7 @@ def _check_ports(service: str, svc: Service) -> None:
                 f"service {service!r} declares port {port.port}/{port.protocol} "
                 f"twice ({seen[key]!r} and {port.name!r})",
                 hint="each port number may be declared once per service",
-                location=Location(field=f"services.{service}.ports"),
+                location=Location(SPEC_FILE, field=f"services.{service}.ports"),
                 reference="port-conflict",
             )
         seen[key] = port.name

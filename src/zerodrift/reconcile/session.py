@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zerodrift.errors import ConfigError, Location
+from zerodrift.project import SPEC_FILE
 from zerodrift.reconcile.apply import ApplyResult, Executor
 from zerodrift.reconcile.desired import DesiredService, desired_state
 from zerodrift.reconcile.journal import Journal
@@ -114,7 +115,9 @@ class Session:
                     f"environment {self.environment!r} uses {url}, which this "
                     "version does not support yet",
                     hint="use runtime: podman://",
-                    location=Location(field=f"environments.{self.environment}.runtime"),
+                    location=Location(
+                        SPEC_FILE, field=f"environments.{self.environment}.runtime"
+                    ),
                     reference="runtime-unsupported",
                 )
             self._backend = PodmanBackend.connect(

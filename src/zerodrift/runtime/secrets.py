@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from zerodrift.errors import ConfigError, Location
+from zerodrift.project import SPEC_FILE
 
 __all__ = ["SEALED_FORMAT", "SecretResolver", "open_sealed", "seal"]
 
@@ -121,7 +122,7 @@ class SecretResolver:
             ConfigError: The source is unset, unreadable or cannot be opened.
         """
         kind, _, where = source.partition(":")
-        location = Location(field=f"services.{service}.secrets.{name}")
+        location = Location(SPEC_FILE, field=f"services.{service}.secrets.{name}")
         if kind == "env":
             value = self.environ.get(where)
             if value is None:
