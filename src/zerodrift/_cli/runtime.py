@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,13 @@ if TYPE_CHECKING:
     from zerodrift.reconcile.session import Session
     from zerodrift.spec import LoadedSpec
 
-__all__ = ["STORE_DIR", "load_private_key", "open_session", "progress_line"]
+__all__ = [
+    "STORE_DIR",
+    "load_private_key",
+    "open_session",
+    "progress_for",
+    "progress_line",
+]
 
 STORE_DIR = "store"
 
@@ -55,6 +62,13 @@ def open_session(ctx: Context, spec: LoadedSpec | None = None) -> Session:
         git_commit=ctx.git.commit,
         environ=dict(project.environ),
     )
+
+
+def progress_for(ctx: Context) -> Callable[[str], None]:
+    """Progress lines on stderr, or nothing with ``-q``."""
+    if getattr(ctx.args, "quiet", 0) > 0:
+        return lambda _line: None
+    return progress_line
 
 
 def progress_line(line: str) -> None:

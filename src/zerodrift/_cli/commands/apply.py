@@ -8,7 +8,7 @@ from typing import Any
 from zerodrift._cli.context import Context
 from zerodrift._cli.options import add_command, add_env, add_format
 from zerodrift._cli.output import console, emit_json
-from zerodrift._cli.runtime import open_session, progress_line
+from zerodrift._cli.runtime import open_session, progress_for
 from zerodrift._cli.status import ExitCode
 
 __all__ = ["register"]
@@ -40,7 +40,7 @@ def run(ctx: Context) -> int:
     ctx.note_spec_revision()
     session = open_session(ctx)
     try:
-        plan, result = session.apply(prune=ctx.args.prune, progress=progress_line)
+        plan, result = session.apply(prune=ctx.args.prune, progress=progress_for(ctx))
     finally:
         session.close()
     if ctx.args.format == "json":

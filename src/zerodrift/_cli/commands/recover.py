@@ -8,7 +8,7 @@ from typing import Any
 from zerodrift._cli.context import Context
 from zerodrift._cli.options import add_command, add_env, add_format
 from zerodrift._cli.output import console, emit_json
-from zerodrift._cli.runtime import open_session, progress_line
+from zerodrift._cli.runtime import open_session, progress_for
 from zerodrift._cli.status import ExitCode
 
 __all__ = ["register"]
@@ -52,7 +52,7 @@ def run(ctx: Context) -> int:
             session,
             at_commit=commit or ctx.git.commit,
             drill=ctx.args.drill,
-            progress=progress_line,
+            progress=progress_for(ctx),
         )
     finally:
         session.close()
