@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,11 +51,44 @@ def running_podman() -> Iterator[tuple[str, PodmanService]]:
                 podman("network", "rm", "--force", network)
         podman("volume", "rm", "--all", "--force")
         service.stop()
-        mounts = [
-            line.split()[1]
-            for line in Path("/proc/mounts").read_text().splitlines()
-            if line.split()[1].startswith(str(folder))
-        ]
-        for mount in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+        # conmon runs "podman container cleanup" on this storage when a
+        # container dies: let those finish. conmon processes of exec sessions
+        # would only do the same after a five-minute delay (recreating the
+        # storage we are about to delete): they belong to this session's
+        # podman and are ended now.
+        for pid, cmdline in _processes_using(folder):
+            if b"conmon" in cmdline and b"--exec-attach" in cmdline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while _processes_using(folder) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(3):
+            mounts = [
+                line.split()[1]
+                for line in Path("/proc/mounts").read_text().splitlines()
+                if line.split()[1].startswith(str(folder))
+            ]
+            if not mounts:
+                break
+            for mount in sorted(mounts, reverse=True):
+                subprocess.run(
+                    ["umount", "-l", mount], capture_output=True, check=False
+                )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _processes_using(folder: Path) -> list[tuple[int, bytes]]:
+    """Processes whose command line names ``folder``, with that command line."""
+    marker = str(folder).encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append((int(proc.name), cmdline))
+    return found
