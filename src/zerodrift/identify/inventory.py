@@ -13,7 +13,14 @@ from typing import Any
 from zerodrift.spec.models import Fleet
 from zerodrift.spec.resolve import resolve_services
 
-__all__ = ["FlowEdge", "ImageAsset", "Inventory", "ServiceAsset", "build_inventory"]
+__all__ = [
+    "FlowEdge",
+    "ImageAsset",
+    "Inventory",
+    "ServiceAsset",
+    "build_inventory",
+    "join_nodes",
+]
 
 
 @dataclass(frozen=True)
@@ -127,3 +134,40 @@ def _flows(fleet: Fleet) -> list[FlowEdge]:
                 FlowEdge(source, flow.service, port.name, port.port, port.protocol)
             )
     return edges
+
+
+def join_nodes(
+    inventory: Inventory,
+    nodes: list[dict[str, Any]],
+    *,
+    now: float,
+) -> list[dict[str, Any]]:
+    """Attach running nodes to the services they belong to (in place).
+
+    Args:
+        inventory: An inventory of one environment.
+        nodes: Observed nodes as dicts with ``name``, ``service``,
+            ``environment``, ``fleet``, ``image_digest``, ``created_at``,
+            ``state`` and ``managed``.
+        now: Current time, for ages.
+
+    Returns:
+        The nodes that belong to no service of the inventory (unmanaged).
+    """
+    services = {(s.environment, s.name): s for s in inventory.services}
+    unmanaged = []
+    for node in nodes:
+        row = {
+            "name": node["name"],
+            "state": node["state"],
+            "image_digest": node.get("image_digest"),
+            "generation": node.get("generation"),
+            "age_seconds": max(0, int(now - float(node["created_at"]))),
+        }
+        key = (str(node.get("environment")), str(node.get("service")))
+        service = services.get(key)
+        if node.get("managed") and node.get("fleet") == inventory.fleet and service:
+            service.nodes.append(row)
+        elif not node.get("managed") or node.get("fleet") == inventory.fleet:
+            unmanaged.append(row)
+    return unmanaged

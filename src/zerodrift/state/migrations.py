@@ -52,6 +52,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "findings from every detector", _create(schema.findings)),
+    Migration(
+        20,
+        "reconcile runs, journalled steps, deployed nodes, recoveries",
+        _create(
+            schema.reconcile_runs,
+            schema.reconcile_steps,
+            schema.reconcile_nodes,
+            schema.recoveries,
+        ),
+    ),
     Migration(60, "compliance report runs", _create(schema.report_runs)),
 )
 

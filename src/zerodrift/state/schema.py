@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -26,6 +27,10 @@ __all__ = [
     "audit_checkpoints",
     "audit_records",
     "findings",
+    "reconcile_nodes",
+    "reconcile_runs",
+    "reconcile_steps",
+    "recoveries",
     "inventory_snapshots",
     "metadata",
     "report_runs",
@@ -130,4 +135,71 @@ report_runs = Table(
     Column("statuses", Text, nullable=False),
     Column("outcomes", Text, nullable=False),
     Index("ix_report_runs_created_at", "created_at"),
+)
+
+# --- runtime and reconcile (migrations 20-29) ------------------------------
+
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("environment", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+    Column("spec_digest", String(80), nullable=False),
+    Column("git_commit", String(64)),
+    Column("summary", Text, nullable=False),
+    Index("ix_reconcile_runs_environment", "environment", "started_at"),
+)
+
+reconcile_steps = Table(
+    "reconcile_steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("service", String(100)),
+    Column("node", String(200), nullable=False),
+    Column("identity", String(80)),
+    Column("reason", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+    Column("detail", Text, nullable=False),
+    Index("ix_reconcile_steps_run", "run_id", "seq"),
+    Index("ix_reconcile_steps_node", "node"),
+)
+
+reconcile_nodes = Table(
+    "reconcile_nodes",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("environment", String(100), nullable=False),
+    Column("service", String(100), nullable=False),
+    Column("identity", String(80), nullable=False),
+    Column("image_digest", String(80), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("facts_digest", String(80)),
+    Column("created_at", String(32), nullable=False),
+    Column("destroyed_at", String(32)),
+    Index("ix_reconcile_nodes_identity", "environment", "service", "identity"),
+)
+
+recoveries = Table(
+    "recoveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("at_commit", String(64)),
+    Column("drill", Boolean, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+    Column("rto_seconds", Float),
+    Column("nodes", Integer, nullable=False),
 )

@@ -46,6 +46,7 @@ def run(ctx: Context) -> int:
     spec = ctx.spec
     inventory = build_inventory(spec.fleet, spec.digest, ctx.args.env)
     taken = datetime.now(UTC)
+    unmanaged = _join_runtime(ctx, inventory, taken.timestamp())
     if not ctx.args.no_record:
         ctx.note_spec_revision()
         snapshot_id = record_snapshot(
@@ -56,13 +57,62 @@ def run(ctx: Context) -> int:
             ctx.args.env or "*",
             {"snapshot": snapshot_id, "spec_digest": spec.digest},
         )
-    _render(ctx.args.format, inventory, taken)
+    _render(ctx.args.format, inventory, taken, unmanaged)
     return ExitCode.OK
 
 
-def _render(fmt: str, inventory: Inventory, taken: datetime) -> None:
+def _join_runtime(
+    ctx: Context, inventory: Inventory, now: float
+) -> list[dict[str, Any]] | None:
+    """Add running nodes of ``--env``; ``None`` when there is no runtime to ask."""
+    if not ctx.args.env:
+        return None
+    from zerodrift._cli.runtime import open_session
+    from zerodrift.errors import OperationalError
+    from zerodrift.identify.inventory import join_nodes
+    from zerodrift.runtime.backend import (
+        LABEL_ENVIRONMENT,
+        LABEL_FLEET,
+        LABEL_GENERATION,
+        LABEL_IMAGE_DIGEST,
+    )
+
+    session = open_session(ctx)
+    try:
+        nodes = [
+            {
+                "name": n.name,
+                "state": n.state,
+                "managed": n.managed,
+                "fleet": n.labels.get(LABEL_FLEET),
+                "environment": n.labels.get(LABEL_ENVIRONMENT),
+                "service": n.service,
+                "image_digest": n.labels.get(LABEL_IMAGE_DIGEST),
+                "generation": n.labels.get(LABEL_GENERATION),
+                "created_at": n.created_at,
+            }
+            for n in session.backend.list_nodes(ctx.args.env)
+        ]
+    except OperationalError as exc:
+        sys.stderr.write(f"note: running nodes not shown: {exc.message}\n")
+        return None
+    finally:
+        session.close()
+    return join_nodes(inventory, nodes, now=now)
+
+
+def _render(
+    fmt: str,
+    inventory: Inventory,
+    taken: datetime,
+    unmanaged: list[dict[str, Any]] | None,
+) -> None:
     if fmt == "json":
-        emit_json("inventory", {"taken_at": format_time(taken), **inventory.to_dict()})
+        extra = {} if unmanaged is None else {"unmanaged_nodes": unmanaged}
+        emit_json(
+            "inventory",
+            {"taken_at": format_time(taken), **inventory.to_dict(), **extra},
+        )
     elif fmt == "cyclonedx":
         # Imported here: the CycloneDX schema validator takes a second to load.
         from zerodrift.identify.cyclonedx import to_cyclonedx
@@ -74,6 +124,25 @@ def _render(fmt: str, inventory: Inventory, taken: datetime) -> None:
         sys.stdout.write(to_dot(inventory))
     else:
         _render_tables(inventory)
+        _render_nodes(inventory, unmanaged)
+
+
+def _render_nodes(inventory: Inventory, unmanaged: list[dict[str, Any]] | None) -> None:
+    if unmanaged is None:
+        return
+    table(
+        "Nodes",
+        ["service", "node", "state", "image digest", "age"],
+        [
+            (s.name, n["name"], n["state"], n["image_digest"], _age(n["age_seconds"]))
+            for s in inventory.services
+            for n in s.nodes
+        ]
+        + [
+            ("(unmanaged)", n["name"], n["state"], None, _age(n["age_seconds"]))
+            for n in unmanaged
+        ],
+    )
 
 
 def _render_tables(inventory: Inventory) -> None:
@@ -122,3 +191,10 @@ def _render_tables(inventory: Inventory) -> None:
             for f in inventory.flows
         ],
     )
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,199 @@
+"""The runtime backend protocol: what the reconciler needs from a runtime.
+
+A backend runs *nodes*: containers created from one pinned image digest and
+one resolved configuration (:class:`NodeSpec`), labelled with their identity.
+There is deliberately no operation that changes a node: the reconciler only
+creates, destroys and (for incident response) quarantines. Everything the
+reconciler reads back is an :class:`ActualNode`, a small value that planning
+can compare without further IO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "LABEL_CONFIG",
+    "LABEL_ENVIRONMENT",
+    "LABEL_FLEET",
+    "LABEL_GENERATION",
+    "LABEL_IDENTITY",
+    "LABEL_IMAGE_DIGEST",
+    "LABEL_MANAGED",
+    "LABEL_SERVICE",
+    "ActualNode",
+    "FileChange",
+    "HealthResult",
+    "NodeEvent",
+    "NodeSpec",
+    "NodeState",
+    "RuntimeBackend",
+]
+
+LABEL_MANAGED = "io.zerodrift.managed"
+LABEL_FLEET = "io.zerodrift.fleet"
+LABEL_ENVIRONMENT = "io.zerodrift.environment"
+LABEL_SERVICE = "io.zerodrift.service"
+LABEL_IDENTITY = "io.zerodrift.identity"
+LABEL_GENERATION = "io.zerodrift.generation"
+LABEL_IMAGE_DIGEST = "io.zerodrift.image-digest"
+LABEL_CONFIG = "io.zerodrift.config-digest"
+
+NodeState = Literal["created", "running", "paused", "exited", "unknown"]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Everything a backend needs to create one hardened node.
+
+    Attributes:
+        name: The node's unique name (also the container name).
+        image_ref: Where the backend finds the image (pinned by digest).
+        image_digest: The manifest digest the node must run.
+        config: The resolved configuration (no secret values), as a dict in
+            the shape of :meth:`zerodrift.reconcile.desired.NodeConfig.to_dict`.
+        labels: Identity labels to attach.
+    """
+
+    name: str
+    image_ref: str
+    image_digest: str
+    config: Mapping[str, Any]
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ActualNode:
+    """A node as observed in the runtime.
+
+    Attributes:
+        name: Container name.
+        node_id: Runtime id.
+        labels: All labels of the container.
+        state: Coarse state.
+        created_at: Creation time, seconds since the epoch.
+        image_id: The runtime's image id.
+        facts_digest: Digest of the security-relevant live configuration
+            (see :func:`zerodrift.runtime.podman.live_facts`); compared with
+            the digest the state database recorded at creation to detect
+            in-place changes.
+    """
+
+    name: str
+    node_id: str
+    labels: Mapping[str, str]
+    state: NodeState
+    created_at: float
+    image_id: str = ""
+    facts_digest: str | None = None
+
+    @property
+    def managed(self) -> bool:
+        """Whether zerodrift created this node."""
+        return self.labels.get(LABEL_MANAGED) == "true"
+
+    @property
+    def service(self) -> str | None:
+        """The service this node belongs to, if labelled."""
+        return self.labels.get(LABEL_SERVICE)
+
+    @property
+    def identity(self) -> str | None:
+        """The node identity label, if any."""
+        return self.labels.get(LABEL_IDENTITY)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """A path that differs from the node's image ("C", "A" or "D")."""
+
+    path: str
+    kind: Literal["changed", "added", "deleted"]
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """A runtime event about a node (start, die, exec, ...)."""
+
+    time: float
+    action: str
+    node_id: str
+    name: str
+    attributes: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    """The outcome of one health probe."""
+
+    healthy: bool
+    detail: str
+
+
+@runtime_checkable
+class RuntimeBackend(Protocol):
+    """What zerodrift needs from a container runtime."""
+
+    def ping(self) -> None:
+        """Check that the runtime answers.
+
+        Raises:
+            OperationalError: The runtime is unreachable.
+        """
+
+    def list_nodes(self, environment: str | None = None) -> list[ActualNode]:
+        """List every container (managed or not), optionally one environment's.
+
+        Unmanaged containers are always included: they are what the
+        reconciler reports as unmanaged assets.
+        """
+
+    def create(self, spec: NodeSpec, secret_values: Mapping[str, bytes]) -> ActualNode:
+        """Create and start a hardened node; return it as observed.
+
+        Args:
+            spec: The node to create.
+            secret_values: Value of each declared secret, by secret name; the
+                backend keeps them in its own secret store, never in the
+                node's configuration.
+        """
+
+    def destroy(self, name: str, *, timeout: int = 5) -> None:
+        """Stop and remove a node and its private secrets; absent is fine."""
+
+    def quarantine(self, name: str) -> None:
+        """Cut a node off every network and freeze its processes."""
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        """Return the node's live configuration as the runtime reports it."""
+
+    def changes(self, name: str) -> list[FileChange]:
+        """List paths changed in the node's filesystem relative to its image."""
+
+    def events(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> Iterator[NodeEvent]:
+        """Yield node events (blocking until ``until`` when it is given)."""
+
+    def probe(self, name: str, health: Mapping[str, Any]) -> HealthResult:
+        """Run the spec's health probe once against a node."""
+
+    def node(self, name: str) -> ActualNode:
+        """Observe one node, with the digest of its live facts."""
+
+    def with_facts(self, node: ActualNode) -> ActualNode:
+        """Return ``node`` with the digest of its live facts filled in."""
+
+    def load_image(
+        self, ref: str, digest: str, archive: Callable[[], Iterator[bytes]]
+    ) -> None:
+        """Make image ``digest`` available as ``ref`` (from ``archive``).
+
+        Raises:
+            IntegrityError: The runtime stored a different digest.
+        """
+
+    def clean_up(self, environment: str, keep_networks: Iterable[str]) -> None:
+        """Remove the environment's unused networks and orphaned secrets."""
