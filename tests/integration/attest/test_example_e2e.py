@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.image_build.conftest import Example, example  # noqa: F401
+from tests.support.example import Example
 from tests.support.registry import Registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.registry]
 
 
-def test_example_images_verify(example: Example) -> None:  # noqa: F811
+def test_example_images_verify(example: Example) -> None:
     done = example.run("verify", "--env", "prod", "--format", "json")
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)["images"]
@@ -34,7 +34,7 @@ def test_example_images_verify(example: Example) -> None:  # noqa: F811
 
 
 def test_push_pull_into_a_clone_then_verify(
-    example: Example,  # noqa: F811
+    example: Example,
     registry: Registry,
     tmp_path: Path,
 ) -> None:
@@ -55,7 +55,7 @@ def test_push_pull_into_a_clone_then_verify(
 
 
 def test_a_flipped_bit_in_the_built_store_fails_verification(
-    example: Example,  # noqa: F811
+    example: Example,
     tmp_path: Path,
 ) -> None:
     clone = example.clone(tmp_path / "clone")
@@ -75,7 +75,7 @@ def test_a_flipped_bit_in_the_built_store_fails_verification(
     assert "blob-digest-mismatch" in done.stderr
 
 
-def test_waivers_in_the_example_build(example: Example, tmp_path: Path) -> None:  # noqa: F811
+def test_waivers_in_the_example_build(example: Example, tmp_path: Path) -> None:
     clone = example.clone(tmp_path / "clone")
     spec = (clone / "fleet.yaml").read_text()
     allowed = "    hardening: {allow_shell: true, allow_package_manager: true}\n"

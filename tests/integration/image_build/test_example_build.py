@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.image_build.conftest import Example, Podman, digests_of, git
+from tests.integration.image_build.conftest import Podman
+from tests.support.example import Example, digests_of, git
 from zerodrift.detect.manifest import ARTIFACT_TYPE, GoldenManifest
 from zerodrift.oci import Layout
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.image_build.conftest import Example
+from tests.support.example import Example
 
 pytestmark = [pytest.mark.slow]
 
