@@ -80,7 +80,6 @@ def _verifier(ctx: Context) -> ImageVerifier:
         keys_for=ctx.trusted_keys,
         known_keys=ctx.trusted_keys(),
         commit_exists=git_commit_exists(ctx.project.root),
-        record=ctx.record,
     )
 
 
