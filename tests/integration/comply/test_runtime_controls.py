@@ -39,7 +39,9 @@ def deploy(
     journal = Journal(db, env)
     run_id = journal.start("apply", spec.digest, commit)
     names = []
-    for want in desired_state(spec.fleet, env, dict.fromkeys(spec.fleet.images, DIGEST)):
+    for want in desired_state(
+        spec.fleet, env, dict.fromkeys(spec.fleet.images, DIGEST)
+    ):
         name = f"{env}-{want.name}-{run_id[:6]}"
         journal.node_created(
             name,
