@@ -12,7 +12,7 @@ run costs nothing, and two controls reading the same records read them once.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -326,18 +326,6 @@ class Evidence:
             )
             for r in rows
         ]
-
-    def environments(self, recorded: Iterable[str]) -> list[str]:
-        """The environments to judge: the one asked for, else the spec's.
-
-        Without a known spec, the environments that ``recorded`` names.
-        """
-        if self.environment is not None:
-            return [self.environment]
-        spec = self.spec_in_force
-        if spec is not None:
-            return sorted(spec.fleet.environments)
-        return sorted(set(recorded))
 
     @cached_property
     def image_store(self) -> StoreEvidence | None:

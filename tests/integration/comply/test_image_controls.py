@@ -97,6 +97,13 @@ def test_images_pass_once_signed_attested_and_reproducible(
     assert verdict.summary == "web: not reproducible (two builds differed)"
 
 
+def test_image_controls_need_a_recorded_build(shop: Shop) -> None:
+    # Before the first build there was nothing to judge (which is not a pass).
+    before = shop.evidence(as_of="2000-01-01T00:00:00.000000Z")
+    for control in (images_signed_attested, hardening_resolved, no_baked_secrets):
+        assert control(before).outcome is Outcome.NOT_APPLICABLE
+
+
 def test_images_fail_without_store_or_attestations(shop: Shop) -> None:
     shop.record("image.reproducibility", "api,db,web", {"reproducible": True})
     shutil.rmtree(shop.project.state_dir / "store" / "blobs")

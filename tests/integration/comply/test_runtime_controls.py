@@ -182,12 +182,22 @@ def add_recovery(
         return int(key[0])
 
 
-def test_recovery_drill_needed_in_every_environment(
-    db: Database, make_evidence: MakeEvidence
+def test_recovery_drill_needed_in_every_deployed_environment(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
 ) -> None:
     verdict = recovery_drill_recent(make_evidence())
+    assert verdict.outcome is Outcome.NOT_APPLICABLE
+
+    deploy(db, spec, "dev", when=at(days=-20))
+    deploy(db, spec, "staging", when=at(days=-20))
+    verdict = recovery_drill_recent(make_evidence())
     assert verdict.outcome is Outcome.FAIL
-    assert "dev: no recovery drill recorded" in verdict.summary
+    assert verdict.summary == (
+        "dev: no recovery drill recorded; staging: no recovery drill recorded"
+    )
+    assert recovery_drill_recent(make_evidence(environment="prod")).outcome is (
+        Outcome.NOT_APPLICABLE
+    )
 
     for env in ("dev", "staging", "prod"):
         add_recovery(db, env, at(days=-10))

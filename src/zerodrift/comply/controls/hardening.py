@@ -99,6 +99,8 @@ def _signed_reports(evidence: Evidence) -> Reports | Verdict:
         return _UNKNOWN_SPEC
     if not spec.fleet.images:
         return Verdict.not_applicable("the spec declares no image")
+    if not evidence.builds:
+        return Verdict.not_applicable("no image build recorded")
     try:
         store = evidence.image_store
     except ConfigError as exc:

@@ -34,7 +34,9 @@ def images_signed_attested(evidence: Evidence) -> Verdict:
     image store, attestations of that digest carry a signature that
     verifies with a trusted key, and include an SLSA provenance and a
     CycloneDX SBOM; and the newest reproducibility check covering the image
-    (``zerodrift build --check-reproducible``) found no difference.
+    (``zerodrift build --check-reproducible``) found no difference. Before
+    any build is recorded it is not applicable; after one, an image never
+    built fails.
     """
     spec = evidence.spec_in_force
     if spec is None:
@@ -42,6 +44,8 @@ def images_signed_attested(evidence: Evidence) -> Verdict:
     names = sorted(spec.fleet.images)
     if not names:
         return Verdict.not_applicable("the spec declares no image")
+    if not evidence.builds:
+        return Verdict.not_applicable("no image build recorded")
     try:
         store = evidence.image_store
     except ConfigError as exc:

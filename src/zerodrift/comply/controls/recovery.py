@@ -20,15 +20,16 @@ def _ref(drill: Recovery, note: str) -> EvidenceRef:
 def recovery_drill_recent(evidence: Evidence) -> Verdict:
     """Recovery is exercised: a recent drill rebuilt the environment.
 
-    For each environment (the one asked for, else every environment of the
-    spec), the newest drill finished within ``recovery_drill_interval``,
-    succeeded (every node rebuilt from trusted images and healthy) and
-    recorded its recovery time (RTO).
+    For each deployed environment (one with a successful apply or recovery,
+    or a drill, recorded), the newest drill finished within
+    ``recovery_drill_interval``, succeeded (every node rebuilt from trusted
+    images and healthy) and recorded its recovery time (RTO).
     """
     drills = [r for r in evidence.recoveries if r.drill]
-    environments = evidence.environments(r.environment for r in drills)
+    deployed = {r.environment for r in evidence.deploy_runs if r.status == "succeeded"}
+    environments = sorted(deployed | {d.environment for d in drills})
     if not environments:
-        return Verdict.not_applicable("no environment to drill")
+        return Verdict.not_applicable("no deployment recorded: nothing to recover")
     interval = evidence.policy.recovery_drill_interval
     now = parse_time(evidence.as_of)
     problems: list[str] = []
