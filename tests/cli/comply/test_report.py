@@ -283,6 +283,7 @@ def test_empty_database_is_honest(
         "images-signed-attested": "not-applicable",
         "inventory-recorded": "fail",  # the one thing an empty state proves
         "no-baked-secrets": "not-applicable",
+        "no-unmanaged-nodes": "not-applicable",
         "nodes-least-privilege": "not-applicable",
         "nodes-within-max-age": "not-applicable",
         "recovery-drill-recent": "not-applicable",

@@ -48,6 +48,7 @@ def test_every_control_is_registered_with_known_subcategories() -> None:
         "nodes-within-max-age",
         "recovery-drill-recent",
         "gate-passed-before-deploy",
+        "no-unmanaged-nodes",
     }
     for control in controls:
         assert all(csf.item(s) is not None for s in control.csf), control.id

@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from tests.integration.comply.conftest import MakeEvidence, at
 from zerodrift.comply.controls.gate import gate_passed_before_deploy
+from zerodrift.comply.controls.inventory import no_unmanaged_nodes
 from zerodrift.comply.controls.recovery import recovery_drill_recent
 from zerodrift.comply.controls.runtime import (
     nodes_least_privilege,
@@ -280,3 +281,45 @@ def test_gate_must_pass_for_the_deployed_commit(
     assert gate_passed_before_deploy(make_evidence(environment="prod")).outcome is (
         Outcome.PASS
     )
+
+
+# --- no-unmanaged-nodes -----------------------------------------------------
+
+
+def inventory_run(db: Database, when: str, env: str, unmanaged: list[str]) -> int:
+    """Record what ``zerodrift inventory --env`` records after asking the runtime."""
+    trail = AuditTrail(db, now=lambda: when)
+    details = {"snapshot": 1, "spec_digest": "sha256:" + "5" * 64}
+    return trail.append(
+        "inventory.snapshot", env, {**details, "unmanaged": unmanaged}
+    ).seq
+
+
+def test_unmanaged_nodes_in_the_newest_runtime_inventory_fail(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    assert no_unmanaged_nodes(make_evidence()).outcome is Outcome.NOT_APPLICABLE
+    deploy(db, spec, "prod", when=at(hours=-5))
+    # An inventory that did not ask the runtime proves nothing about it.
+    AuditTrail(db, now=lambda: at(hours=-4)).append(
+        "inventory.snapshot", "prod", {"snapshot": 1}
+    )
+    verdict = no_unmanaged_nodes(make_evidence())
+    assert verdict.summary == "prod: no inventory of the runtime recorded"
+
+    seen = inventory_run(db, at(hours=-3), "prod", ["stray-miner"])
+    verdict = no_unmanaged_nodes(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.summary == "prod: unmanaged nodes stray-miner"
+    assert verdict.evidence[0].id == str(seen)
+
+    clean = inventory_run(db, at(hours=-1), "prod", [])
+    verdict = no_unmanaged_nodes(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+    assert verdict.evidence[0].id == str(clean)
+    # As of two hours ago, the stray node was the newest word.
+    earlier = make_evidence(as_of=at(hours=-2), historical=True)
+    assert no_unmanaged_nodes(earlier).outcome is Outcome.FAIL
+    # A day and more later, the clean inventory is too old (policy: 1 d).
+    late = no_unmanaged_nodes(make_evidence(as_of=at(days=1)))
+    assert "newest runtime inventory is 1.0 d old" in late.summary
