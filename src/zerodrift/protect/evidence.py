@@ -118,6 +118,10 @@ class StoreEvidence:
             if not item.get("waived")
         )
 
+    def statement(self, digest: str, predicate_type: str) -> dict[str, Any] | None:
+        """The verified in-toto statement of one type about ``digest``, if any."""
+        return self._verified(digest).statements.get(predicate_type)
+
     def _verified(self, digest: str) -> _Verified:
         cached = self._cache.get(digest)
         if cached is None:
