@@ -52,6 +52,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "findings from every detector", _create(schema.findings)),
+    Migration(
+        40,
+        "host FIM: recorded baselines and check runs",
+        _create(schema.fim_baselines, schema.fim_runs),
+    ),
 )
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from zerodrift._cli.commands import audit, init, inventory, keygen, spec
+from zerodrift._cli.commands import audit, fim, init, inventory, keygen, spec
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: tuple[ModuleType, ...] = (init, spec, keygen, inventory, audit)
+COMMANDS: tuple[ModuleType, ...] = (init, spec, keygen, inventory, audit, fim)

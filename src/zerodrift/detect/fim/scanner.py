@@ -1,0 +1,526 @@
+"""Walking and hashing a tree: streaming, ordered, in worker processes.
+
+The walker visits paths depth first with names byte-sorted (the order of
+:func:`~zerodrift.detect.fim.rules.sort_key`), never follows symbolic links,
+stays on one filesystem unless the rules say otherwise, and never descends
+into a folder it is already inside (bind-mount loops). It yields one
+:class:`Entry` per path with what ``lstat`` tells; reading contents (hashes)
+and extended attributes is "deep" work done in batches by worker processes,
+because for many small files the interpreter lock makes threads slower than
+one process. :class:`Pipeline` keeps a bounded number of batches in flight
+and hands results back in walk order, so memory does not grow with the tree.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import multiprocessing
+import os
+import stat
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.pool import AsyncResult, Pool
+from typing import Any, Generic, TypeVar
+
+from zerodrift.detect.fim.rules import Rule, RuleSet, excluded, sort_key
+
+__all__ = [
+    "Deep",
+    "Entry",
+    "Pipeline",
+    "deep_observe",
+    "mount_points",
+    "observe_path",
+    "walk",
+]
+
+T = TypeVar("T")
+
+_TYPES = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFCHR: "char",
+    stat.S_IFBLK: "block",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+}
+_CHUNK = 1 << 20
+_SMALL = 1 << 18
+_RETRIES = 2
+
+
+@dataclass(slots=True)
+class Entry:
+    """What is known about one path. ``None`` means "not recorded".
+
+    Attributes:
+        path: Absolute path as bytes (names need not be UTF-8).
+        type: file, dir, symlink, char, block, fifo or socket.
+        mode: Permission bits including setuid, setgid and sticky.
+        uid: Owner.
+        gid: Group.
+        size: Size in bytes.
+        inode: Inode number.
+        nlink: Hard link count.
+        mtime: Modification time in nanoseconds.
+        ctime: Status change time in nanoseconds.
+        hash: Hex digest of the content (regular files).
+        target: Symbolic link target.
+        xattrs: Extended attributes, name to base64 value.
+        rdev: Device numbers (major, minor) of device files.
+        error: Why something could not be read, when it could not.
+    """
+
+    path: bytes
+    type: str
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+    inode: int | None = None
+    nlink: int | None = None
+    mtime: int | None = None
+    ctime: int | None = None
+    hash: str | None = None
+    target: str | None = None
+    xattrs: dict[str, str] | None = None
+    rdev: tuple[int, int] | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_stat(cls, path: bytes, st: os.stat_result) -> Entry:
+        """Build from an ``lstat`` result (no content, no xattrs yet)."""
+        kind = _TYPES.get(stat.S_IFMT(st.st_mode), "unknown")
+        device = kind in ("char", "block")
+        return cls(
+            path,
+            kind,
+            stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            st.st_size if kind != "dir" else None,
+            st.st_ino,
+            st.st_nlink,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)) if device else None,
+        )
+
+    @property
+    def display(self) -> str:
+        """The path for people: undecodable bytes shown as escapes."""
+        return self.path.decode("utf-8", "backslashreplace")
+
+
+@dataclass(slots=True)
+class Deep:
+    """Result of reading one path's content and extended attributes."""
+
+    hash: str | None = None
+    xattrs: dict[str, str] | None = None
+    stat: tuple[int, int, int, int] | None = None
+    error: str | None = None
+    vanished: bool = False
+
+
+def deep_observe(
+    path: bytes, kind: str, want_hash: bool, algorithm: str, buffer: bytearray
+) -> Deep:
+    """Hash a regular file's content and read extended attributes.
+
+    A file that changes while it is read is read again; if it keeps
+    changing, the result carries an error instead of a digest. The returned
+    ``stat`` is (inode, size, mtime, ctime) as seen while reading, so the
+    caller can record metadata that matches the digest.
+    """
+    result = Deep()
+    try:
+        result.xattrs = _xattrs(path)
+    except FileNotFoundError:
+        return Deep(vanished=True)
+    except OSError as exc:
+        result.error = f"cannot read extended attributes: {exc.strerror}"
+    if want_hash and kind == "file":
+        _hash_into(result, path, algorithm, buffer)
+    return result
+
+
+def _hash_into(result: Deep, path: bytes, algorithm: str, buffer: bytearray) -> None:
+    for _attempt in range(_RETRIES + 1):
+        try:
+            digest, before, after = _hash_once(path, algorithm, buffer)
+        except FileNotFoundError:
+            result.vanished = True
+            return
+        except OSError as exc:
+            result.error = f"cannot read: {exc.strerror or exc}"
+            return
+        if before == after:
+            result.hash, result.stat = digest, after
+            return
+    result.error = "content kept changing while it was read"
+
+
+def _hash_once(
+    path: bytes, algorithm: str, buffer: bytearray
+) -> tuple[str, tuple[int, int, int, int], tuple[int, int, int, int]]:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags | os.O_NOATIME)
+    except PermissionError:
+        fd = os.open(path, flags)
+    try:
+        before = _identity(os.fstat(fd))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "no longer a regular file")
+        hasher = _hasher(algorithm)
+        if before[1] <= _SMALL:
+            hasher.update(os.read(fd, _SMALL + 1))
+            while chunk := os.read(fd, _CHUNK):
+                hasher.update(chunk)
+        else:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            view = memoryview(buffer)
+            while count := os.readv(fd, [buffer]):
+                hasher.update(view[:count])
+        return hasher.hexdigest(), before, _identity(os.fstat(fd))
+    finally:
+        os.close(fd)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _hasher(algorithm: str) -> Any:
+    if algorithm == "blake3":
+        from blake3 import blake3
+
+        return blake3()
+    return hashlib.new(algorithm)
+
+
+def _xattrs(path: bytes) -> dict[str, str]:
+    names = os.listxattr(path, follow_symlinks=False)
+    return {
+        name: base64.b64encode(os.getxattr(path, name, follow_symlinks=False)).decode()
+        for name in sorted(names)
+    }
+
+
+Task = tuple[bytes, str, bool]
+
+_worker_buffer = bytearray()
+
+
+def _run_batch(algorithm: str, tasks: list[Task]) -> list[Deep]:
+    global _worker_buffer  # noqa: PLW0603 - one read buffer per worker process
+    if not _worker_buffer:
+        _worker_buffer = bytearray(_CHUNK)
+    return [
+        deep_observe(path, kind, want, algorithm, _worker_buffer)
+        for path, kind, want in tasks
+    ]
+
+
+@dataclass
+class _Chunk(Generic[T]):
+    items: list[tuple[T, int]] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    pending: AsyncResult[list[Deep]] | None = None
+    done: list[Deep] | None = None
+
+
+class Pipeline(Generic[T]):
+    """Deep work in worker processes, results handed back in input order.
+
+    ``push`` an item with an optional task; ordered ``(item, Deep | None)``
+    pairs come out of ``push`` and ``finish``. Worker processes start only
+    when a full batch is ready, so a fast check that rehashes a few files
+    never pays for them.
+    """
+
+    def __init__(
+        self, algorithm: str, workers: int | None = None, batch: int = 128
+    ) -> None:
+        self.algorithm = algorithm
+        self.workers = workers or os.cpu_count() or 1
+        self.batch = batch
+        self.limit = 4 * self.workers
+        self._chunks: deque[_Chunk[T]] = deque([_Chunk()])
+        self._pool: Pool | None = None
+        self._buffer = bytearray(_CHUNK)
+        self.tasks_done = 0
+
+    def __enter__(self) -> Pipeline[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+    def push(self, item: T, task: Task | None) -> Iterator[tuple[T, Deep | None]]:
+        """Queue ``item`` (and its task); yield whatever is ready, in order."""
+        if not self._chunks:
+            self._chunks.append(_Chunk())
+        chunk = self._chunks[-1]
+        if task is None:
+            chunk.items.append((item, -1))
+        else:
+            chunk.items.append((item, len(chunk.tasks)))
+            chunk.tasks.append(task)
+        if len(chunk.tasks) >= self.batch or len(chunk.items) >= 8 * self.batch:
+            self._submit(chunk)
+            self._chunks.append(_Chunk())
+        while len(self._chunks) > self.limit or self._head_ready():
+            yield from self._pop()
+
+    def finish(self) -> Iterator[tuple[T, Deep | None]]:
+        """Yield everything still queued, in order."""
+        if not self._chunks:
+            return
+        last = self._chunks[-1]
+        if last.tasks and self._pool is None:
+            last.done = _run_batch(self.algorithm, last.tasks)
+        elif last.tasks:
+            self._submit(last)
+        while self._chunks:
+            yield from self._pop()
+
+    def _submit(self, chunk: _Chunk[T]) -> None:
+        if not chunk.tasks:
+            chunk.done = []
+            return
+        if self.workers <= 1:
+            chunk.done = _run_batch(self.algorithm, chunk.tasks)
+            return
+        if self._pool is None:
+            self._pool = multiprocessing.get_context("fork").Pool(self.workers)
+        chunk.pending = self._pool.apply_async(
+            _run_batch, (self.algorithm, chunk.tasks)
+        )
+
+    def _head_ready(self) -> bool:
+        head = self._chunks[0]
+        if len(self._chunks) == 1:
+            return False
+        return head.done is not None or (
+            head.pending is not None and head.pending.ready()
+        )
+
+    def _pop(self) -> Iterator[tuple[T, Deep | None]]:
+        chunk = self._chunks.popleft()
+        results = chunk.done
+        if results is None:
+            results = chunk.pending.get() if chunk.pending else []
+        self.tasks_done += len(chunk.tasks)
+        for item, index in chunk.items:
+            yield item, (results[index] if index >= 0 else None)
+
+
+def mount_points() -> set[bytes]:
+    """Mount points of this process's mount namespace."""
+    points: set[bytes] = set()
+    try:
+        with open("/proc/self/mountinfo", "rb") as handle:
+            for line in handle:
+                raw = line.split(b" ")[4]
+                points.add(_unescape_mount(raw))
+    except OSError:
+        return points
+    return points
+
+
+def _unescape_mount(raw: bytes) -> bytes:
+    if b"\\" not in raw:
+        return raw
+    out = bytearray()
+    index = 0
+    while index < len(raw):
+        if raw[index : index + 1] == b"\\" and raw[index + 1 : index + 4].isdigit():
+            out.append(int(raw[index + 1 : index + 4], 8))
+            index += 4
+        else:
+            out += raw[index : index + 1]
+            index += 1
+    return bytes(out)
+
+
+@dataclass
+class WalkItem:
+    """One walked path with the rule governing it."""
+
+    entry: Entry
+    rule: Rule
+
+
+def walk(
+    rules: RuleSet,
+    *,
+    roots: list[bytes] | None = None,
+    on_skip: Callable[[bytes, str], None] | None = None,
+) -> Iterator[WalkItem]:
+    """Yield every watched path in baseline order, with its ``lstat`` data.
+
+    Paths that vanish between listing and ``lstat`` are skipped (they are
+    gone). A folder that cannot be listed is yielded with ``error`` set, so
+    the comparison can tell "unreadable" from "removed".
+    """
+    mounts = mount_points() if rules.one_filesystem else set()
+    for root in rules.roots if roots is None else roots:
+        yield from _walk_root(root, rules, mounts, on_skip)
+
+
+def _walk_root(
+    root: bytes,
+    rules: RuleSet,
+    mounts: set[bytes],
+    on_skip: Callable[[bytes, str], None] | None,
+) -> Iterator[WalkItem]:
+    found = rules.lookup(root)
+    if found is None:
+        return
+    rule, pattern = found
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        yield WalkItem(Entry(root, "unknown", error=str(exc.strerror)), rule)
+        return
+    entry = Entry.from_stat(root, st)
+    if entry.type != "dir":
+        yield WalkItem(entry, rule)
+        return
+    walker = _Walker(rules, mounts, on_skip, st.st_dev)
+    yield from walker.folder(entry, st, rule, pattern)
+    while walker.stack:
+        yield from walker.step()
+
+
+_Frame = tuple[Iterator["os.DirEntry[bytes]"], Rule, Any, tuple[int, int]]
+
+
+@dataclass
+class _Walker:
+    """Depth-first walk with an explicit stack (deep trees, no recursion)."""
+
+    rules: RuleSet
+    mounts: set[bytes]
+    on_skip: Callable[[bytes, str], None] | None
+    device: int
+    stack: list[_Frame] = field(default_factory=list)
+    ancestors: set[tuple[int, int]] = field(default_factory=set)
+
+    def step(self) -> Iterator[WalkItem]:
+        entries, rule, pattern, here = self.stack[-1]
+        item = next(entries, None)
+        if item is None:
+            self.stack.pop()
+            self.ancestors.discard(here)
+            return
+        path = item.path
+        switched = self.rules.rule_at(path)
+        rule, pattern = switched if switched else (rule, pattern)
+        if excluded(pattern, path):
+            return
+        try:
+            st = item.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            yield WalkItem(Entry(path, "unknown", error=str(exc.strerror)), rule)
+            return
+        entry = Entry.from_stat(path, st)
+        if entry.type != "dir":
+            yield WalkItem(entry, rule)
+        else:
+            yield from self.folder(entry, st, rule, pattern)
+
+    def folder(
+        self, entry: Entry, st: os.stat_result, rule: Rule, pattern: Any
+    ) -> Iterator[WalkItem]:
+        key = (st.st_dev, st.st_ino)
+        reason = None
+        if key in self.ancestors:
+            reason = "folder loop (a bind mount of one of its parents)"
+        elif (
+            self.rules.one_filesystem
+            and self.ancestors
+            and (st.st_dev != self.device or entry.path in self.mounts)
+        ):
+            reason = "another filesystem (one_filesystem is on)"
+        if reason is not None:
+            if self.on_skip is not None:
+                self.on_skip(entry.path, reason)
+            yield WalkItem(entry, rule)
+            return
+        listing = _list(entry.path)
+        if isinstance(listing, str):
+            entry.error = listing
+            yield WalkItem(entry, rule)
+            return
+        yield WalkItem(entry, rule)
+        self.ancestors.add(key)
+        self.stack.append((iter(listing), rule, pattern, key))
+
+
+def _list(path: bytes) -> list[os.DirEntry[bytes]] | str:
+    try:
+        with os.scandir(path) as it:
+            listing = list(it)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        return f"cannot list folder: {exc.strerror}"
+    listing.sort(key=lambda e: e.name)
+    return listing
+
+
+def observe_path(path: bytes, algorithm: str) -> Entry | None:
+    """Observe one path completely, in this process (None: it does not exist).
+
+    Raises:
+        OSError: ``lstat`` failed for another reason than absence.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    entry = Entry.from_stat(path, st)
+    complete(entry, deep_observe(path, entry.type, True, algorithm, bytearray(_CHUNK)))
+    return entry
+
+
+def complete(entry: Entry, deep: Deep | None) -> None:
+    """Fold a deep result into ``entry`` (and read a link target)."""
+    if entry.type == "symlink" and entry.target is None:
+        try:
+            entry.target = os.fsdecode(os.readlink(entry.path))
+        except OSError as exc:
+            entry.error = f"cannot read link: {exc.strerror}"
+    if deep is None:
+        return
+    entry.xattrs = deep.xattrs
+    if deep.hash is not None:
+        entry.hash = deep.hash
+    if deep.stat is not None:
+        entry.inode, entry.size, entry.mtime, entry.ctime = deep.stat
+    if deep.error is not None:
+        entry.error = deep.error
+
+
+def task_for(entry: Entry, want_hash: bool) -> Task | None:
+    """The deep work an entry needs (None for none)."""
+    if entry.error is not None:
+        return None
+    return (entry.path, entry.type, want_hash and entry.type == "file")
+
+
+def entry_key(entry: Entry) -> bytes:
+    """Shorthand for the sort key of an entry's path."""
+    return sort_key(entry.path)
