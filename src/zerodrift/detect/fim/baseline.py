@@ -40,8 +40,8 @@ from securesystemslib.signer import Signer
 
 from zerodrift._internal.atomic import atomic_writer
 from zerodrift._internal.canonical import canonical_json
+from zerodrift.detect.fim.entry import FIELDS, Entry, decode_entry, encode_entry
 from zerodrift.detect.fim.rules import RuleSet
-from zerodrift.detect.fim.scanner import Entry
 from zerodrift.errors import IntegrityError, OperationalError, VerificationError
 from zerodrift.protect.dsse import (
     envelope_from_json,
@@ -64,23 +64,6 @@ __all__ = [
 FORMAT = "zerodrift.fim-baseline"
 VERSION = 1
 PAYLOAD_TYPE = "application/vnd.zerodrift.fim-baseline.v1+json"
-FIELDS = (
-    "path",
-    "type",
-    "mode",
-    "uid",
-    "gid",
-    "size",
-    "inode",
-    "nlink",
-    "mtime",
-    "ctime",
-    "hash",
-    "target",
-    "xattrs",
-    "rdev",
-    "error",
-)
 _TAIL = 1 << 16
 
 
@@ -91,51 +74,6 @@ def host_identity() -> dict[str, str | None]:
     except OSError:
         machine_id = None
     return {"hostname": socket.gethostname(), "machine_id": machine_id}
-
-
-def encode_entry(entry: Entry) -> bytes:
-    """One baseline line for ``entry`` (without the newline)."""
-    row = [
-        os.fsdecode(entry.path),
-        entry.type,
-        entry.mode,
-        entry.uid,
-        entry.gid,
-        entry.size,
-        entry.inode,
-        entry.nlink,
-        entry.mtime,
-        entry.ctime,
-        entry.hash,
-        entry.target,
-        entry.xattrs,
-        list(entry.rdev) if entry.rdev else None,
-        entry.error,
-    ]
-    return json.dumps(row, separators=(",", ":")).encode()
-
-
-def decode_entry(line: bytes) -> Entry:
-    """Parse one baseline line (already covered by a verified digest)."""
-    row = json.loads(line)
-    rdev = row[13]
-    return Entry(
-        os.fsencode(row[0]),
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        (rdev[0], rdev[1]) if rdev else None,
-        row[14],
-    )
 
 
 class BaselineWriter:
@@ -186,7 +124,11 @@ class BaselineWriter:
 
     def add(self, entry: Entry) -> None:
         """Append one entry (entries must come in walk order)."""
-        self._write(encode_entry(entry))
+        self.add_line(encode_entry(entry))
+
+    def add_line(self, line: bytes) -> None:
+        """Append one encoded entry line (without its newline)."""
+        self._write(line)
         self.count += 1
 
     def sign(self, signer: Signer, *, created_at: str) -> dict[str, Any]:
@@ -259,7 +201,16 @@ class VerifiedBaseline:
         return str(self.statement["algorithm"])
 
     def entries(self) -> Iterator[Entry]:
-        """Stream the entries, re-checking the digest as they are read.
+        """Stream the decoded entries (see :meth:`lines`).
+
+        Raises:
+            IntegrityError: The file changed since it was verified.
+        """
+        for line in self.lines():
+            yield decode_entry(line)
+
+    def lines(self) -> Iterator[bytes]:
+        """Stream the entry lines, re-checking the digest as they are read.
 
         Raises:
             IntegrityError: The file changed since it was verified.
@@ -273,7 +224,7 @@ class VerifiedBaseline:
                 line = handle.readline()
                 read += len(line)
                 digest.update(line)
-                yield decode_entry(line)
+                yield line[:-1]
         if digest.hexdigest() != self.statement["content_sha256"]:
             raise _tampered(self.path, "it changed while it was being read")
 

@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from zerodrift.detect.fim.rules import ATTRIBUTES, RuleSet, sort_key
-from zerodrift.detect.fim.scanner import (
-    Deep,
+from zerodrift.detect.fim.entry import (
     Entry,
-    Pipeline,
-    WalkItem,
-    complete,
-    task_for,
+    decode_entry,
+    encode_entry,
+    fingerprint,
+    line_path,
 )
+from zerodrift.detect.fim.rules import ATTRIBUTES, Rule, RuleSet, sort_key
+from zerodrift.detect.fim.scanner import VANISHED, Pipeline, WalkItem
 from zerodrift.detect.findings import Severity
 
 __all__ = ["BUCKETS", "Change", "CheckStats", "compare", "judge", "sample_bucket"]
@@ -110,100 +110,125 @@ class CheckStats:
     unverified: list[tuple[str, str]] = field(default_factory=list)
 
 
-Pair = tuple[Entry | None, WalkItem | None]
+Item = tuple[bytes | None, WalkItem | None]
 
 
 def compare(
-    baseline: Iterator[Entry],
+    baseline: Iterator[bytes],
     live: Iterator[WalkItem],
     rules: RuleSet,
     *,
     full: bool,
     sample: frozenset[int],
-    pipeline: Pipeline[Pair],
+    pipeline: Pipeline[Item],
     stats: CheckStats,
 ) -> Iterator[Change]:
-    """Yield every change between ``baseline`` and ``live``, in walk order."""
+    """Yield every change between ``baseline`` lines and ``live``, in walk order.
+
+    In the fast mode a path whose ``lstat`` fingerprint matches its line and
+    that is not sampled is skipped here. Every other path goes to a worker,
+    whose complete new line is compared byte for byte with the baseline
+    line; only lines that differ are decoded and compared attribute by
+    attribute.
+    """
     unlisted: list[bytes] = []
-    for base, item in _merge(baseline, live):
+    for line, item in _merge(baseline, live):
         task = None
         if item is not None:
             stats.scanned += 1
-            task = _plan(base, item.entry, full, sample, stats)
-        for (old, new), deep in pipeline.push((base, item), task):
-            yield from judge(
-                old, new, deep, rules=rules, unlisted=unlisted, stats=stats
+            if not full and line is not None and _unchanged(line, item, sample, stats):
+                continue
+            task = None if item.failed else item.path
+        for (old, new), result in pipeline.push((line, item), task):
+            yield from _judge(
+                old, new, result, rules=rules, unlisted=unlisted, stats=stats
             )
-    for (old, new), deep in pipeline.finish():
-        yield from judge(old, new, deep, rules=rules, unlisted=unlisted, stats=stats)
+    for (old, new), result in pipeline.finish():
+        yield from _judge(old, new, result, rules=rules, unlisted=unlisted, stats=stats)
 
 
-def _merge(baseline: Iterator[Entry], live: Iterator[WalkItem]) -> Iterator[Pair]:
-    base = next(baseline, None)
+def _unchanged(
+    line: bytes, item: WalkItem, sample: frozenset[int], stats: CheckStats
+) -> bool:
+    # The fast mode's test, done here because it needs one lstat and most
+    # paths pass it: the line starts with the same path, type, mode, owner,
+    # size, inode, link count and times, and the path is not sampled.
+    if item.failed:
+        return False
+    if sample_bucket(item.path) in sample:
+        stats.sampled += 1
+        return False
+    entry = item.entry
+    if entry is None:
+        try:
+            entry = Entry.from_stat(item.path, os.lstat(item.path))
+        except OSError:
+            return False
+    return line.startswith(fingerprint(entry))
+
+
+def _merge(baseline: Iterator[bytes], live: Iterator[WalkItem]) -> Iterator[Item]:
+    line = next(baseline, None)
     item = next(live, None)
-    base_key = sort_key(base.path) if base else b""
-    item_key = sort_key(item.entry.path) if item else b""
-    while base is not None or item is not None:
-        if item is None or (base is not None and base_key < item_key):
-            yield base, None
-            base = next(baseline, None)
-            base_key = sort_key(base.path) if base else b""
-        elif base is None or item_key < base_key:
+    line_key = sort_key(line_path(line)) if line else b""
+    item_key = sort_key(item.path) if item else b""
+    while line is not None or item is not None:
+        if item is None or (line is not None and line_key < item_key):
+            yield line, None
+            line = next(baseline, None)
+            line_key = sort_key(line_path(line)) if line else b""
+        elif line is None or item_key < line_key:
             yield None, item
             item = next(live, None)
-            item_key = sort_key(item.entry.path) if item else b""
+            item_key = sort_key(item.path) if item else b""
         else:
-            yield base, item
-            base, item = next(baseline, None), next(live, None)
-            base_key = sort_key(base.path) if base else b""
-            item_key = sort_key(item.entry.path) if item else b""
+            yield line, item
+            line, item = next(baseline, None), next(live, None)
+            line_key = sort_key(line_path(line)) if line else b""
+            item_key = sort_key(item.path) if item else b""
 
 
-def _plan(
-    base: Entry | None,
-    live: Entry,
-    full: bool,
-    sample: frozenset[int],
-    stats: CheckStats,
-) -> tuple[bytes, str, bool] | None:
-    if full or base is None or base.type != live.type:
-        return task_for(live, True)
-    moved = any(
-        getattr(base, name) is None or getattr(base, name) != getattr(live, name)
-        for name in _IDENTITY
-        if not (live.type == "dir" and name in ("size", "mtime"))
-    )
-    if live.type == "file" and not moved and sample_bucket(live.path) in sample:
-        stats.sampled += 1
-        return task_for(live, True)
-    if moved:
-        return task_for(live, True)
-    # Unchanged identity: the content and attributes are taken as recorded.
-    live.hash, live.xattrs = base.hash, base.xattrs
-    return None
-
-
-def judge(
-    base: Entry | None,
+def _judge(
+    line: bytes | None,
     item: WalkItem | None,
-    deep: Deep | None,
+    result: bytes | None,
     *,
     rules: RuleSet,
     unlisted: list[bytes],
     stats: CheckStats,
 ) -> Iterator[Change]:
-    """Decide what one baseline/live pair means."""
-    if item is None or (deep is not None and deep.vanished):
-        if base is not None:
-            yield _gone(base, rules, unlisted)
+    if item is not None and item.failed and item.entry is not None:
+        result = encode_entry(item.entry)
+    if item is None or result == VANISHED:
+        if line is not None:
+            yield _gone(decode_entry(line), rules, unlisted)
         return
-    live = item.entry
-    if deep is not None and deep.hash is not None:
-        stats.hashed += 1
-    complete(live, deep)
+    if result is None:
+        return
+    stats.hashed += result.split(b"\t", 2)[1] == b"file"
+    if result == line:
+        return
+    live = decode_entry(result)
+    yield from judge(
+        decode_entry(line) if line is not None else None,
+        live,
+        item.rule,
+        unlisted=unlisted,
+        stats=stats,
+    )
+
+
+def judge(
+    base: Entry | None,
+    live: Entry,
+    rule: Rule,
+    *,
+    unlisted: list[bytes],
+    stats: CheckStats,
+) -> Iterator[Change]:
+    """Decide what one differing baseline/live pair means."""
     if live.type == "dir" and live.error:
         unlisted.append(live.path + b"/")
-    rule = item.rule
     if base is None:
         yield Change(live.path, "added", rule.severity, rule.path, _added(live))
         return
@@ -259,40 +284,39 @@ def _gone(base: Entry, rules: RuleSet, unlisted: list[bytes]) -> Change:
                 rule_path,
                 reason="its folder could not be listed",
             )
-    return Change(
-        base.path,
-        "removed",
-        severity,
-        rule_path,
-        {"type": (base.type, None), "hash": (base.hash, None)}
-        if base.hash
-        else {"type": (base.type, None)},
-    )
+    removed: dict[str, tuple[Any, Any]] = {"type": (base.type, None)}
+    if base.hash:
+        removed["hash"] = (base.hash, None)
+    return Change(base.path, "removed", severity, rule_path, removed)
 
 
 def observe_all(
     live: Iterator[WalkItem],
     pipeline: Pipeline[WalkItem],
-    sink: Callable[[Entry], None],
+    sink: Callable[[bytes], None],
     stats: CheckStats,
 ) -> None:
-    """Observe every walked entry completely (for a new baseline)."""
+    """Observe every walked path completely; pass each line to ``sink``."""
     for item in live:
         stats.scanned += 1
-        for done, deep in pipeline.push(item, task_for(item.entry, True)):
-            _record(done, deep, sink, stats)
-    for done, deep in pipeline.finish():
-        _record(done, deep, sink, stats)
+        task = None if item.failed else item.path
+        for done, line in pipeline.push(item, task):
+            _record(done, line, sink, stats)
+    for done, line in pipeline.finish():
+        _record(done, line, sink, stats)
 
 
 def _record(
-    item: WalkItem, deep: Deep | None, sink: Callable[[Entry], None], stats: CheckStats
+    item: WalkItem,
+    line: bytes | None,
+    sink: Callable[[bytes], None],
+    stats: CheckStats,
 ) -> None:
-    if deep is not None and deep.vanished:
+    if item.failed and item.entry is not None:
+        stats.unverified.append((item.entry.display, str(item.entry.error)))
+        sink(encode_entry(item.entry))
         return
-    if deep is not None and deep.hash is not None:
-        stats.hashed += 1
-    complete(item.entry, deep)
-    if item.entry.error:
-        stats.unverified.append((item.entry.display, item.entry.error))
-    sink(item.entry)
+    if not line:
+        return
+    stats.hashed += line.split(b"\t", 2)[1] == b"file"
+    sink(line)

@@ -36,6 +36,7 @@ from zerodrift.detect.fim.compare import (
     compare,
     observe_all,
 )
+from zerodrift.detect.fim.entry import decode_entry
 from zerodrift.detect.fim.rules import RuleSet, sort_key
 from zerodrift.detect.fim.scanner import Entry, Pipeline, observe_path, walk
 from zerodrift.detect.findings import Finding
@@ -114,7 +115,9 @@ def create_baseline(
     stats = CheckStats()
     pipeline: Pipeline[Any] = Pipeline(rules.algorithm, workers)
     with BaselineWriter(path, rules, "scan") as writer, pipeline:
-        observe_all(walk(rules, on_skip=_skipper(stats)), pipeline, writer.add, stats)
+        observe_all(
+            walk(rules, on_skip=_skipper(stats)), pipeline, writer.add_line, stats
+        )
         statement = writer.sign(signer, created_at=utc_now())
     return statement, stats
 
@@ -209,7 +212,7 @@ def run_check(
     with pipeline:
         changes = list(
             compare(
-                baseline.entries(),
+                baseline.lines(),
                 walk(rules, on_skip=_skipper(stats)),
                 rules,
                 full=full,
@@ -349,13 +352,13 @@ def _observe_accepted(
         if entry.type != "dir":
             yield entry
             continue
-        collected: list[Entry] = []
+        collected: list[bytes] = []
         pipeline: Pipeline[Any] = Pipeline(rules.algorithm, 1)
         with pipeline:
             observe_all(
                 walk(rules, roots=[root]), pipeline, collected.append, CheckStats()
             )
-        yield from collected
+        yield from (decode_entry(line) for line in collected)
 
 
 def _inside(path: bytes, root: bytes) -> bool:

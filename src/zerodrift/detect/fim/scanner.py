@@ -24,95 +24,28 @@ from dataclasses import dataclass, field
 from multiprocessing.pool import AsyncResult, Pool
 from typing import Any, Generic, TypeVar
 
-from zerodrift.detect.fim.rules import Rule, RuleSet, excluded, sort_key
+from zerodrift.detect.fim.entry import Entry, encode_entry
+from zerodrift.detect.fim.rules import Rule, RuleSet, excluded
 
 __all__ = [
+    "VANISHED",
     "Deep",
     "Entry",
     "Pipeline",
+    "WalkItem",
+    "complete",
     "deep_observe",
     "mount_points",
+    "observe_line",
     "observe_path",
     "walk",
 ]
 
 T = TypeVar("T")
 
-_TYPES = {
-    stat.S_IFREG: "file",
-    stat.S_IFDIR: "dir",
-    stat.S_IFLNK: "symlink",
-    stat.S_IFCHR: "char",
-    stat.S_IFBLK: "block",
-    stat.S_IFIFO: "fifo",
-    stat.S_IFSOCK: "socket",
-}
 _CHUNK = 1 << 20
 _SMALL = 1 << 18
 _RETRIES = 2
-
-
-@dataclass(slots=True)
-class Entry:
-    """What is known about one path. ``None`` means "not recorded".
-
-    Attributes:
-        path: Absolute path as bytes (names need not be UTF-8).
-        type: file, dir, symlink, char, block, fifo or socket.
-        mode: Permission bits including setuid, setgid and sticky.
-        uid: Owner.
-        gid: Group.
-        size: Size in bytes.
-        inode: Inode number.
-        nlink: Hard link count.
-        mtime: Modification time in nanoseconds.
-        ctime: Status change time in nanoseconds.
-        hash: Hex digest of the content (regular files).
-        target: Symbolic link target.
-        xattrs: Extended attributes, name to base64 value.
-        rdev: Device numbers (major, minor) of device files.
-        error: Why something could not be read, when it could not.
-    """
-
-    path: bytes
-    type: str
-    mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-    size: int | None = None
-    inode: int | None = None
-    nlink: int | None = None
-    mtime: int | None = None
-    ctime: int | None = None
-    hash: str | None = None
-    target: str | None = None
-    xattrs: dict[str, str] | None = None
-    rdev: tuple[int, int] | None = None
-    error: str | None = None
-
-    @classmethod
-    def from_stat(cls, path: bytes, st: os.stat_result) -> Entry:
-        """Build from an ``lstat`` result (no content, no xattrs yet)."""
-        kind = _TYPES.get(stat.S_IFMT(st.st_mode), "unknown")
-        device = kind in ("char", "block")
-        return cls(
-            path,
-            kind,
-            stat.S_IMODE(st.st_mode),
-            st.st_uid,
-            st.st_gid,
-            st.st_size if kind != "dir" else None,
-            st.st_ino,
-            st.st_nlink,
-            st.st_mtime_ns,
-            st.st_ctime_ns,
-            rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)) if device else None,
-        )
-
-    @property
-    def display(self) -> str:
-        """The path for people: undecodable bytes shown as escapes."""
-        return self.path.decode("utf-8", "backslashreplace")
 
 
 @dataclass(slots=True)
@@ -173,14 +106,17 @@ def _hash_once(
     except PermissionError:
         fd = os.open(path, flags)
     try:
-        before = _identity(os.fstat(fd))
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        first = os.fstat(fd)
+        if not stat.S_ISREG(first.st_mode):
             raise OSError(0, "no longer a regular file")
+        before = _identity(first)
         hasher = _hasher(algorithm)
         if before[1] <= _SMALL:
-            hasher.update(os.read(fd, _SMALL + 1))
-            while chunk := os.read(fd, _CHUNK):
-                hasher.update(chunk)
+            data = os.read(fd, _SMALL + 1)
+            hasher.update(data)
+            if len(data) != before[1]:
+                while chunk := os.read(fd, _CHUNK):
+                    hasher.update(chunk)
         else:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             view = memoryview(buffer)
@@ -211,40 +147,63 @@ def _xattrs(path: bytes) -> dict[str, str]:
     }
 
 
-Task = tuple[bytes, str, bool]
+Task = bytes
+"""A path to observe completely."""
+
+VANISHED = b""
+"""Worker answer: the path disappeared before it could be observed."""
 
 _worker_buffer = bytearray()
 
 
-def _run_batch(algorithm: str, tasks: list[Task]) -> list[Deep]:
+def observe_line(path: bytes, algorithm: str, buffer: bytearray) -> bytes:
+    """Observe one path completely and return its encoded baseline line.
+
+    A path that is gone returns :data:`VANISHED`.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return VANISHED
+    except OSError as exc:
+        return encode_entry(Entry(path, "unknown", error=str(exc.strerror)))
+    entry = Entry.from_stat(path, st)
+    deep = deep_observe(path, entry.type, True, algorithm, buffer)
+    if deep.vanished:
+        return VANISHED
+    complete(entry, deep)
+    return encode_entry(entry)
+
+
+def _run_batch(algorithm: str, tasks: list[Task]) -> list[bytes | None]:
     global _worker_buffer  # noqa: PLW0603 - one read buffer per worker process
     if not _worker_buffer:
         _worker_buffer = bytearray(_CHUNK)
-    return [
-        deep_observe(path, kind, want, algorithm, _worker_buffer)
-        for path, kind, want in tasks
-    ]
+    return [observe_line(path, algorithm, _worker_buffer) for path in tasks]
 
 
 @dataclass
 class _Chunk(Generic[T]):
     items: list[tuple[T, int]] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
-    pending: AsyncResult[list[Deep]] | None = None
-    done: list[Deep] | None = None
+    pending: AsyncResult[list[bytes | None]] | None = None
+    done: list[bytes | None] | None = None
+
+
+Result = bytes | None
 
 
 class Pipeline(Generic[T]):
-    """Deep work in worker processes, results handed back in input order.
+    """Observation in worker processes, results handed back in input order.
 
-    ``push`` an item with an optional task; ordered ``(item, Deep | None)``
-    pairs come out of ``push`` and ``finish``. Worker processes start only
-    when a full batch is ready, so a fast check that rehashes a few files
-    never pays for them.
+    ``push`` an item with an optional task; ordered ``(item, line)`` pairs
+    come out of ``push`` and ``finish`` (``line`` is None for items pushed
+    without a task). Worker processes start only when
+    a full batch is ready, so a check of a small tree never pays for them.
     """
 
     def __init__(
-        self, algorithm: str, workers: int | None = None, batch: int = 128
+        self, algorithm: str, workers: int | None = None, batch: int = 256
     ) -> None:
         self.algorithm = algorithm
         self.workers = workers or os.cpu_count() or 1
@@ -253,7 +212,6 @@ class Pipeline(Generic[T]):
         self._chunks: deque[_Chunk[T]] = deque([_Chunk()])
         self._pool: Pool | None = None
         self._buffer = bytearray(_CHUNK)
-        self.tasks_done = 0
 
     def __enter__(self) -> Pipeline[T]:
         return self
@@ -263,7 +221,7 @@ class Pipeline(Generic[T]):
             self._pool.terminate()
             self._pool.join()
 
-    def push(self, item: T, task: Task | None) -> Iterator[tuple[T, Deep | None]]:
+    def push(self, item: T, task: Task | None) -> Iterator[tuple[T, Result]]:
         """Queue ``item`` (and its task); yield whatever is ready, in order."""
         if not self._chunks:
             self._chunks.append(_Chunk())
@@ -279,23 +237,20 @@ class Pipeline(Generic[T]):
         while len(self._chunks) > self.limit or self._head_ready():
             yield from self._pop()
 
-    def finish(self) -> Iterator[tuple[T, Deep | None]]:
+    def finish(self) -> Iterator[tuple[T, Result]]:
         """Yield everything still queued, in order."""
         if not self._chunks:
             return
         last = self._chunks[-1]
-        if last.tasks and self._pool is None:
+        if self._pool is None:
             last.done = _run_batch(self.algorithm, last.tasks)
-        elif last.tasks:
+        else:
             self._submit(last)
         while self._chunks:
             yield from self._pop()
 
     def _submit(self, chunk: _Chunk[T]) -> None:
-        if not chunk.tasks:
-            chunk.done = []
-            return
-        if self.workers <= 1:
+        if not chunk.tasks or self.workers <= 1:
             chunk.done = _run_batch(self.algorithm, chunk.tasks)
             return
         if self._pool is None:
@@ -312,12 +267,11 @@ class Pipeline(Generic[T]):
             head.pending is not None and head.pending.ready()
         )
 
-    def _pop(self) -> Iterator[tuple[T, Deep | None]]:
+    def _pop(self) -> Iterator[tuple[T, Result]]:
         chunk = self._chunks.popleft()
         results = chunk.done
         if results is None:
             results = chunk.pending.get() if chunk.pending else []
-        self.tasks_done += len(chunk.tasks)
         for item, index in chunk.items:
             yield item, (results[index] if index >= 0 else None)
 
@@ -352,10 +306,21 @@ def _unescape_mount(raw: bytes) -> bytes:
 
 @dataclass
 class WalkItem:
-    """One walked path with the rule governing it."""
+    """One walked path with the rule governing it.
 
-    entry: Entry
+    ``entry`` is set for folders (the walker needs their ``lstat``) and for
+    paths that failed (``entry.error``); other paths are observed later, by
+    a worker.
+    """
+
+    path: bytes
     rule: Rule
+    entry: Entry | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether the walker could not observe or list this path."""
+        return self.entry is not None and self.entry.error is not None
 
 
 def walk(
@@ -390,11 +355,11 @@ def _walk_root(
     except FileNotFoundError:
         return
     except OSError as exc:
-        yield WalkItem(Entry(root, "unknown", error=str(exc.strerror)), rule)
+        yield WalkItem(root, rule, Entry(root, "unknown", error=str(exc.strerror)))
         return
     entry = Entry.from_stat(root, st)
     if entry.type != "dir":
-        yield WalkItem(entry, rule)
+        yield WalkItem(root, rule)
         return
     walker = _Walker(rules, mounts, on_skip, st.st_dev)
     yield from walker.folder(entry, st, rule, pattern)
@@ -429,15 +394,23 @@ class _Walker:
         if excluded(pattern, path):
             return
         try:
+            is_dir = item.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        if not is_dir:
+            yield WalkItem(path, rule)
+            return
+        try:
             st = item.stat(follow_symlinks=False)
         except FileNotFoundError:
             return
         except OSError as exc:
-            yield WalkItem(Entry(path, "unknown", error=str(exc.strerror)), rule)
+            failed = Entry(path, "unknown", error=str(exc.strerror))
+            yield WalkItem(path, rule, failed)
             return
         entry = Entry.from_stat(path, st)
         if entry.type != "dir":
-            yield WalkItem(entry, rule)
+            yield WalkItem(path, rule)
         else:
             yield from self.folder(entry, st, rule, pattern)
 
@@ -457,14 +430,14 @@ class _Walker:
         if reason is not None:
             if self.on_skip is not None:
                 self.on_skip(entry.path, reason)
-            yield WalkItem(entry, rule)
+            yield WalkItem(entry.path, rule, entry)
             return
         listing = _list(entry.path)
         if isinstance(listing, str):
             entry.error = listing
-            yield WalkItem(entry, rule)
+            yield WalkItem(entry.path, rule, entry)
             return
-        yield WalkItem(entry, rule)
+        yield WalkItem(entry.path, rule, entry)
         self.ancestors.add(key)
         self.stack.append((iter(listing), rule, pattern, key))
 
@@ -512,15 +485,3 @@ def complete(entry: Entry, deep: Deep | None) -> None:
         entry.inode, entry.size, entry.mtime, entry.ctime = deep.stat
     if deep.error is not None:
         entry.error = deep.error
-
-
-def task_for(entry: Entry, want_hash: bool) -> Task | None:
-    """The deep work an entry needs (None for none)."""
-    if entry.error is not None:
-        return None
-    return (entry.path, entry.type, want_hash and entry.type == "file")
-
-
-def entry_key(entry: Entry) -> bytes:
-    """Shorthand for the sort key of an entry's path."""
-    return sort_key(entry.path)

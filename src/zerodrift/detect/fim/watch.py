@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
-from zerodrift.detect.fim.baseline import VerifiedBaseline, decode_entry
+from zerodrift.detect.fim.baseline import VerifiedBaseline
 from zerodrift.detect.fim.compare import Change, differences
+from zerodrift.detect.fim.entry import decode_entry
 from zerodrift.detect.fim.rules import RuleSet, excluded
 from zerodrift.detect.fim.scanner import Entry, observe_path
 from zerodrift.errors import IntegrityError, OperationalError
