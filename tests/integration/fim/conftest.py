@@ -20,7 +20,7 @@ def tree(tmp_path: Path) -> Path:
     for index in range(20):
         (root / "etc" / "app" / f"conf{index:02d}").write_text(f"setting={index}\n")
     (root / "bin" / "tool").write_bytes(b"\x7fELF" + bytes(range(256)) * 40)
-    os.chmod(root / "bin" / "tool", 0o4755)
+    os.chmod(root / "bin" / "tool", 0o4755)  # noqa: S103 - test fixture
     (root / "bin" / "link").symlink_to("tool")
     os.mkfifo(root / "bin" / "fifo")
     return root

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,9 @@ PASS = b"unit-test-passphrase"
 
 
 def _keypair(folder: Path, name: str) -> tuple[CryptoSigner, PublicKey]:
-    write_keypair(generate_private_key(), folder / f"{name}.key", folder / f"{name}.pub", PASS)
+    write_keypair(
+        generate_private_key(), folder / f"{name}.key", folder / f"{name}.pub", PASS
+    )
     return load_signer(folder / f"{name}.key", PASS), load_public_key(
         name, folder / f"{name}.pub"
     )
@@ -44,14 +45,14 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture
-def made(tmp_path: Path, keys: dict[str, Any]) -> Iterator[Path]:
+def made(tmp_path: Path, keys: dict[str, Any]) -> Path:
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
     for index in range(5):
         (tree / "sub" / f"f{index}").write_text(str(index))
     path = tmp_path / "baseline.fim"
     create_baseline(path, rules_for_paths([str(tree)]), keys["signer"], workers=1)
-    yield path
+    return path
 
 
 def test_a_fresh_baseline_verifies(made: Path, keys: dict[str, Any]) -> None:
@@ -159,10 +160,13 @@ def test_a_missing_baseline_says_how_to_make_one(
     assert "fim init" in str(caught.value.hint)
 
 
-def test_an_unsigned_writer_leaves_nothing(tmp_path: Path, keys: dict[str, Any]) -> None:
+def test_an_unsigned_writer_leaves_nothing(
+    tmp_path: Path, keys: dict[str, Any]
+) -> None:
     path = tmp_path / "b.fim"
-    with pytest.raises(RuntimeError), BaselineWriter(
-        path, rules_for_paths([str(tmp_path)]), "scan"
+    with (
+        pytest.raises(RuntimeError),
+        BaselineWriter(path, rules_for_paths([str(tmp_path)]), "scan"),
     ):
         pass
     assert list(tmp_path.iterdir()) == []

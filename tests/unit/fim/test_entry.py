@@ -13,7 +13,9 @@ from zerodrift.detect.fim.entry import (
     line_path,
 )
 
-names = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b)
+names = st.binary(min_size=1, max_size=40).filter(
+    lambda b: b"/" not in b and b"\0" not in b
+)
 ints = st.one_of(st.none(), st.integers(min_value=0, max_value=2**63))
 
 
@@ -26,9 +28,11 @@ ints = st.one_of(st.none(), st.integers(min_value=0, max_value=2**63))
     numbers=st.lists(ints, min_size=8, max_size=8),
     target=st.one_of(st.none(), st.text(min_size=1, max_size=30)),
     error=st.one_of(st.none(), st.text(min_size=1, max_size=30)),
-    xattrs=st.one_of(st.none(), st.dictionaries(st.text(max_size=8), st.text(max_size=8))),
+    xattrs=st.one_of(
+        st.none(), st.dictionaries(st.text(max_size=8), st.text(max_size=8))
+    ),
 )
-def test_encoding_round_trips(
+def test_encoding_round_trips(  # noqa: PLR0917 - one argument per strategy
     name: bytes,
     kind: str,
     numbers: list[int | None],
@@ -36,10 +40,18 @@ def test_encoding_round_trips(
     error: str | None,
     xattrs: dict[str, str] | None,
 ) -> None:
+    mode, uid, gid, size, inode, nlink, mtime, ctime = numbers
     entry = Entry(
         b"/root/" + name,
         kind,
-        *numbers,
+        mode,
+        uid,
+        gid,
+        size,
+        inode,
+        nlink,
+        mtime,
+        ctime,
         hash="ab" * 32,
         target=target.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         if target

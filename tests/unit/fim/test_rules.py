@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from zerodrift.detect.findings import Severity
 from zerodrift.detect.fim.rules import (
     ATTRIBUTES,
     default_rules,
@@ -15,6 +14,7 @@ from zerodrift.detect.fim.rules import (
     parse_rules,
     sort_key,
 )
+from zerodrift.detect.findings import Severity
 from zerodrift.errors import ConfigError
 
 RULES = """\
@@ -44,7 +44,9 @@ def test_parse_full_example() -> None:
     assert top[0].attributes == frozenset(ATTRIBUTES)
     logs = rules.lookup(b"/srv/logs/app/today.log")
     assert logs is not None
-    assert logs[0].attributes == frozenset({"type", "mode", "uid", "gid", "xattrs", "size"})
+    assert logs[0].attributes == frozenset(
+        {"type", "mode", "uid", "gid", "xattrs", "size"}
+    )
     assert rules.lookup(b"/etc/passwd") is None
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -134,7 +134,9 @@ def test_a_file_that_keeps_changing_is_not_given_a_digest(tmp_path: Path) -> Non
     writer.start()
     try:
         time.sleep(0.01)
-        deep = deep_observe(os.fsencode(path), "file", True, "sha256", bytearray(1 << 16))
+        deep = deep_observe(
+            os.fsencode(path), "file", True, "sha256", bytearray(1 << 16)
+        )
     finally:
         stop.set()
         writer.join()
@@ -147,7 +149,7 @@ def test_an_unreadable_file_is_reported_not_fatal() -> None:
     # Root reads everything, so the observation runs in a child without root,
     # in a folder every parent of which that user can enter.
     folder = Path(tempfile.mkdtemp(prefix="zd-fim-"))
-    os.chmod(folder, 0o755)
+    os.chmod(folder, 0o755)  # noqa: S103 - test fixture
     secret = folder / "secret"
     secret.write_text("no")
     os.chmod(secret, 0o600)
@@ -178,7 +180,9 @@ def bind_loop(tmp_path: Path) -> Iterator[Path]:
     (top / "inner").mkdir(parents=True)
     (top / "file").write_text("x")
     result = subprocess.run(
-        ["mount", "--bind", str(top), str(top / "inner")], capture_output=True, check=False
+        ["mount", "--bind", str(top), str(top / "inner")],
+        capture_output=True,
+        check=False,
     )
     if result.returncode != 0:
         pytest.skip(f"cannot bind-mount here: {result.stderr.decode().strip()}")
@@ -193,7 +197,9 @@ def test_a_bind_mount_loop_is_not_followed(bind_loop: Path) -> None:
     skipped: list[tuple[bytes, str]] = []
     rules = rules_for_paths([str(bind_loop)])
     paths = [i.path for i in walk(rules, on_skip=lambda p, r: skipped.append((p, r)))]
-    assert paths == [os.fsencode(p) for p in (bind_loop, bind_loop / "file", bind_loop / "inner")]
+    assert paths == [
+        os.fsencode(p) for p in (bind_loop, bind_loop / "file", bind_loop / "inner")
+    ]
     assert skipped[0][0] == os.fsencode(bind_loop / "inner")
     # With one_filesystem off, the loop is still caught by the folder check.
     rules.one_filesystem = False

@@ -250,8 +250,12 @@ def _sample_window(
     ).replace(tzinfo=UTC)
     period = baseline.rules.sample_period
     due = int((now - created).total_seconds() / period * BUCKETS)
+    # Bucket positions advance with time: BUCKETS per sample period. A fast
+    # run verifies the buckets from the last position up to the one due now
+    # (at least one), so each bucket is revisited within one period. A full
+    # run verifies everything and so only moves the position to "now".
     if full:
-        return last, max(due, last + BUCKETS)
+        return last, max(due, last)
     return last, min(max(due, last + 1), last + BUCKETS)
 
 
@@ -294,7 +298,7 @@ def findings_for(
                 summary=summary,
                 found_at=found_at,
                 details={
-                    **change.to_dict(),
+                    **_printable(change.to_dict()),
                     "mode": mode,
                     "baseline": baseline,
                     "csf_1_1": [s for c in CSF for s in CSF_1_1[c]],
@@ -303,6 +307,18 @@ def findings_for(
             )
         )
     return findings
+
+
+def _printable(value: Any) -> Any:
+    # Findings are stored as canonical JSON, which needs valid UTF-8: bytes
+    # of names that are not UTF-8 are shown as escapes there.
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode(
+            "utf-8", "backslashreplace"
+        )
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    return value
 
 
 def accept_changes(
