@@ -44,15 +44,21 @@ class Run:
 
 
 def sample_tree_rss(pid: int) -> int:
-    """Sum of resident memory (KiB) of ``pid`` and its descendants."""
+    """Proportional memory (PSS, KiB) of ``pid`` and its descendants.
+
+    PSS divides pages shared between processes (a forked worker shares most
+    of its parent's) among them, so the sum is the tree's real footprint;
+    for a single process it equals its resident size minus shared libraries'
+    other users.
+    """
     total = 0
     todo = [pid]
     while todo:
         current = todo.pop()
         try:
-            with open(f"/proc/{current}/status") as handle:
+            with open(f"/proc/{current}/smaps_rollup") as handle:
                 for line in handle:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1])
             with open(f"/proc/{current}/task/{current}/children") as handle:
                 todo.extend(int(c) for c in handle.read().split())
@@ -90,10 +96,10 @@ def drop_caches() -> None:
 
 def generate(tree: Path, files: int, gib: float) -> None:
     """Deterministic tree: 0.1 % large files hold half the bytes."""
-    marker = tree.parent / f"tree-{files}-{gib}.done"
+    marker = tree.parent / f"marker-{files}-{gib}.done"
     if marker.exists():
         return
-    for old in tree.parent.glob("tree-*.done"):
+    for old in tree.parent.glob("marker-*.done"):
         old.unlink()
     shutil.rmtree(tree, ignore_errors=True)
     rng = random.Random(20261203)
@@ -199,8 +205,9 @@ def aide_counts(out: str) -> dict[str, int]:
     counts = {}
     for line in out.splitlines():
         for kind in ("Added", "Removed", "Changed"):
-            if line.strip().startswith(f"{kind} entries:"):
-                counts[kind.lower()] = int(line.split(":")[1])
+            value = line.split(":")[-1].strip()
+            if line.strip().startswith(f"{kind} entries:") and value.isdigit():
+                counts[kind.lower()] = int(value)
     return counts
 
 
@@ -307,7 +314,7 @@ def main() -> int:  # noqa: PLR0915 - the benchmark script, step by step
             return 4
 
     modify(tree)
-    for old in work.glob("tree-*.done"):
+    for old in work.glob("marker-*.done"):
         old.unlink()  # the next run regenerates the tree
     after = {
         "zd full": zerodrift(project, "check", "--full", "--format", "json"),
@@ -335,7 +342,7 @@ def report(  # type: ignore[no-untyped-def]  # noqa: PLR0917
         f"{limits['stat_walk_s']:.2f} s, reading every byte (cat) "
         f"{limits['cat_all_s']:.2f} s"
     )
-    print(f"{'run':28} {'seconds':>8} {'peak RSS MiB':>13}")
+    print(f"{'run':28} {'seconds':>8} {'peak PSS MiB':>13}")
     for name, run in results.items():
         print(f"{name:28} {run.seconds:8.2f} {run.peak_rss_mib:13.1f}")
     for name, run in after.items():

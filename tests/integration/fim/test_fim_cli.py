@@ -319,3 +319,26 @@ def test_disk_full_keeps_the_old_baseline(
     assert [p.name for p in tiny_disk.iterdir()] == ["baseline.fim"]
     shutil.rmtree(many)
     assert fim("check", "--baseline", str(target)).code == 0
+
+
+def test_fast_check_split_over_processes_matches_one_process(
+    fim: Any, tmp_path: Path
+) -> None:
+    top = tmp_path / "wide"
+    for index in range(12):
+        folder = top / f"dir{index}"
+        folder.mkdir(parents=True)
+        for number in range(5):
+            (folder / f"f{number}").write_text(f"{index}/{number}")
+    (top / "loose").write_text("file at the top")
+    assert fim("init", str(top)).code == 0
+    shutil.rmtree(top / "dir3")
+    (top / "dir13").mkdir()
+    (top / "dir13" / "new").write_text("new")
+    for index in (0, 5, 7, 11):
+        (top / f"dir{index}" / "f2").write_text("changed")
+    (top / "loose").unlink()
+    one = report(fim("check", "--workers", "1", "--no-record", "--format", "json"))
+    two = report(fim("check", "--workers", "2", "--no-record", "--format", "json"))
+    assert one["changes"] == two["changes"]
+    assert one["counts"] == {"added": 2, "removed": 7, "changed": 4, "unverifiable": 0}

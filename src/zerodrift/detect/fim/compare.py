@@ -26,6 +26,7 @@ from zerodrift.detect.fim.entry import (
     encode_entry,
     fingerprint,
     line_path,
+    stat_fingerprint,
 )
 from zerodrift.detect.fim.rules import ATTRIBUTES, Rule, RuleSet, sort_key
 from zerodrift.detect.fim.scanner import VANISHED, Pipeline, WalkItem
@@ -158,13 +159,13 @@ def _unchanged(
     if sample_bucket(item.path) in sample:
         stats.sampled += 1
         return False
-    entry = item.entry
-    if entry is None:
-        try:
-            entry = Entry.from_stat(item.path, os.lstat(item.path))
-        except OSError:
-            return False
-    return line.startswith(fingerprint(entry))
+    if item.entry is not None:
+        return line.startswith(fingerprint(item.entry))
+    try:
+        st = os.lstat(item.path)
+    except OSError:
+        return False
+    return line.startswith(stat_fingerprint(item.path, st))
 
 
 def _merge(baseline: Iterator[bytes], live: Iterator[WalkItem]) -> Iterator[Item]:

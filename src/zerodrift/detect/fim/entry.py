@@ -22,6 +22,7 @@ __all__ = [
     "escape",
     "fingerprint",
     "line_path",
+    "stat_fingerprint",
     "unescape",
 ]
 
@@ -157,6 +158,30 @@ def fingerprint(entry: Entry) -> bytes:
         _num(entry.nlink),
         _num(entry.mtime),
         _num(entry.ctime),
+    )
+
+
+_TYPE_BYTES = {kind: name.encode() for kind, name in _TYPES.items()}
+
+
+def stat_fingerprint(path: bytes, st: os.stat_result) -> bytes:
+    """:func:`fingerprint` of ``Entry.from_stat(path, st)``, computed directly.
+
+    The fast check calls this once per path, so it skips building an entry.
+    """
+    kind = _TYPE_BYTES.get(stat.S_IFMT(st.st_mode), b"unknown")
+    size = b"" if kind == b"dir" else b"%d" % st.st_size
+    return b"%b\t%b\t%d\t%d\t%d\t%b\t%d\t%d\t%d\t%d\t" % (
+        escape(path),
+        kind,
+        stat.S_IMODE(st.st_mode),
+        st.st_uid,
+        st.st_gid,
+        size,
+        st.st_ino,
+        st.st_nlink,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
     )
 
 

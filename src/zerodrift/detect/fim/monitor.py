@@ -17,6 +17,7 @@ a validly signed but older or foreign baseline put in its place is refused
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,9 +37,9 @@ from zerodrift.detect.fim.compare import (
     compare,
     observe_all,
 )
-from zerodrift.detect.fim.entry import decode_entry
+from zerodrift.detect.fim.entry import decode_entry, line_path
 from zerodrift.detect.fim.rules import RuleSet, sort_key
-from zerodrift.detect.fim.scanner import Entry, Pipeline, observe_path, walk
+from zerodrift.detect.fim.scanner import Entry, Pipeline, in_part, observe_path, walk
 from zerodrift.detect.findings import Finding
 from zerodrift.errors import IntegrityError
 from zerodrift.state import Database
@@ -207,20 +208,13 @@ def run_check(
     rules = baseline.rules
     position, end = _sample_window(db, baseline, now or datetime.now(UTC), full)
     sample = frozenset(p % BUCKETS for p in range(position + 1, end + 1))
-    stats = CheckStats()
-    pipeline: Pipeline[Any] = Pipeline(rules.algorithm, workers)
-    with pipeline:
-        changes = list(
-            compare(
-                baseline.lines(),
-                walk(rules, on_skip=_skipper(stats)),
-                rules,
-                full=full,
-                sample=sample,
-                pipeline=pipeline,
-                stats=stats,
-            )
+    count = workers or os.cpu_count() or 1
+    if full or count == 1:
+        stats, changes = _check_part(
+            baseline, rules, full=full, sample=sample, workers=workers, part=None
         )
+    else:
+        stats, changes = _check_in_parts(baseline, rules, sample, count)
     report = CheckReport(
         "full" if full else "fast",
         baseline.digest,
@@ -232,6 +226,86 @@ def run_check(
     )
     _record_run(db, report, end)
     return report
+
+
+def _check_part(
+    baseline: VerifiedBaseline,
+    rules: RuleSet,
+    *,
+    full: bool,
+    sample: frozenset[int],
+    workers: int | None,
+    part: tuple[int, int] | None,
+) -> tuple[CheckStats, list[Change]]:
+    stats = CheckStats()
+    lines = baseline.lines()
+    if part is not None:
+        lines = _lines_in_part(lines, rules.roots, part)
+    pipeline: Pipeline[Any] = Pipeline(rules.algorithm, workers)
+    with pipeline:
+        changes = list(
+            compare(
+                lines,
+                walk(rules, on_skip=_skipper(stats), part=part),
+                rules,
+                full=full,
+                sample=sample,
+                pipeline=pipeline,
+                stats=stats,
+            )
+        )
+    return stats, changes
+
+
+def _lines_in_part(
+    lines: Iterator[bytes], roots: list[bytes], part: tuple[int, int]
+) -> Iterator[bytes]:
+    current = roots[0]
+    for line in lines:
+        path = line_path(line)
+        if not _inside(path, current):
+            current = next((r for r in roots if _inside(path, r)), path)
+        if in_part(path, current, part):
+            yield line
+
+
+# The fast mode's shares run in forked processes that inherit this state,
+# so nothing large is pickled; each share re-reads and re-verifies the
+# baseline's digest as it streams it.
+_shared: tuple[VerifiedBaseline, RuleSet, frozenset[int], int] | None = None
+
+
+def _run_share(index: int) -> tuple[CheckStats, list[Change]]:
+    if _shared is None:
+        raise RuntimeError("no shared check state in this worker")
+    baseline, rules, sample, count = _shared
+    return _check_part(
+        baseline, rules, full=False, sample=sample, workers=1, part=(index, count)
+    )
+
+
+def _check_in_parts(
+    baseline: VerifiedBaseline, rules: RuleSet, sample: frozenset[int], count: int
+) -> tuple[CheckStats, list[Change]]:
+    """The fast mode split over ``count`` processes by subtree (see in_part)."""
+    global _shared  # noqa: PLW0603 - handed to forked workers, then cleared
+    _shared = (baseline, rules, sample, count)
+    try:
+        with multiprocessing.get_context("fork").Pool(count) as pool:
+            shares = pool.map(_run_share, range(count))
+    finally:
+        _shared = None
+    stats = CheckStats()
+    changes: list[Change] = []
+    for share_stats, share_changes in shares:
+        stats.scanned += share_stats.scanned
+        stats.hashed += share_stats.hashed
+        stats.sampled += share_stats.sampled
+        stats.skipped += share_stats.skipped
+        stats.unverified += share_stats.unverified
+        changes += share_changes
+    changes.sort(key=lambda c: sort_key(c.path))
+    return stats, changes
 
 
 def _sample_window(

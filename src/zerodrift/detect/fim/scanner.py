@@ -18,6 +18,7 @@ import hashlib
 import multiprocessing
 import os
 import stat
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "WalkItem",
     "complete",
     "deep_observe",
+    "in_part",
     "mount_points",
     "observe_line",
     "observe_path",
@@ -328,16 +330,35 @@ def walk(
     *,
     roots: list[bytes] | None = None,
     on_skip: Callable[[bytes, str], None] | None = None,
+    part: tuple[int, int] | None = None,
 ) -> Iterator[WalkItem]:
     """Yield every watched path in baseline order, with its ``lstat`` data.
 
     Paths that vanish between listing and ``lstat`` are skipped (they are
     gone). A folder that cannot be listed is yielded with ``error`` set, so
-    the comparison can tell "unreadable" from "removed".
+    the comparison can tell "unreadable" from "removed". With ``part``
+    (index, count), only that share of the tree is walked (see
+    :func:`in_part`).
     """
     mounts = mount_points() if rules.one_filesystem else set()
     for root in rules.roots if roots is None else roots:
-        yield from _walk_root(root, rules, mounts, on_skip)
+        yield from _walk_root(root, rules, mounts, on_skip, part)
+
+
+def in_part(path: bytes, root: bytes, part: tuple[int, int]) -> bool:
+    """Whether ``path`` (under ``root``) belongs to share ``part`` of a walk.
+
+    The tree is split by the name of each root's children (CRC-32), so every
+    share is a set of whole subtrees and keeps the walk order; the root
+    itself belongs to share 0.
+    """
+    index, count = part
+    if path == root:
+        return index == 0
+    start = len(root.rstrip(b"/")) + 1
+    end = path.find(b"/", start)
+    child = path[start:] if end < 0 else path[start:end]
+    return zlib.crc32(child) % count == index
 
 
 def _walk_root(
@@ -345,6 +366,7 @@ def _walk_root(
     rules: RuleSet,
     mounts: set[bytes],
     on_skip: Callable[[bytes, str], None] | None,
+    part: tuple[int, int] | None = None,
 ) -> Iterator[WalkItem]:
     found = rules.lookup(root)
     if found is None:
@@ -359,10 +381,20 @@ def _walk_root(
         return
     entry = Entry.from_stat(root, st)
     if entry.type != "dir":
-        yield WalkItem(root, rule)
+        if part is None or part[0] == 0:
+            yield WalkItem(root, rule)
         return
     walker = _Walker(rules, mounts, on_skip, st.st_dev)
-    yield from walker.folder(entry, st, rule, pattern)
+    first = walker.folder(entry, st, rule, pattern)
+    if part is None or part[0] == 0:
+        yield from first
+    else:
+        for _ in first:
+            pass
+    if part is not None and walker.stack:
+        listing, frame_rule, frame_pattern, key = walker.stack[0]
+        mine = [e for e in listing if in_part(e.path, root, part)]
+        walker.stack[0] = (iter(mine), frame_rule, frame_pattern, key)
     while walker.stack:
         yield from walker.step()
 
@@ -382,24 +414,31 @@ class _Walker:
     ancestors: set[tuple[int, int]] = field(default_factory=set)
 
     def step(self) -> Iterator[WalkItem]:
+        """Yield the current folder's entries up to and into its next folder."""
         entries, rule, pattern, here = self.stack[-1]
-        item = next(entries, None)
-        if item is None:
-            self.stack.pop()
-            self.ancestors.discard(here)
+        rule_at = self.rules.rule_at
+        for item in entries:
+            path = item.path
+            switched = rule_at(path)
+            item_rule, item_pattern = switched if switched else (rule, pattern)
+            if item_pattern is not None and excluded(item_pattern, path):
+                continue
+            try:
+                is_dir = item.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                yield WalkItem(path, item_rule)
+                continue
+            yield from self._folder_entry(item, item_rule, item_pattern)
             return
+        self.stack.pop()
+        self.ancestors.discard(here)
+
+    def _folder_entry(
+        self, item: os.DirEntry[bytes], rule: Rule, pattern: Any
+    ) -> Iterator[WalkItem]:
         path = item.path
-        switched = self.rules.rule_at(path)
-        rule, pattern = switched if switched else (rule, pattern)
-        if excluded(pattern, path):
-            return
-        try:
-            is_dir = item.is_dir(follow_symlinks=False)
-        except OSError:
-            is_dir = False
-        if not is_dir:
-            yield WalkItem(path, rule)
-            return
         try:
             st = item.stat(follow_symlinks=False)
         except FileNotFoundError:
