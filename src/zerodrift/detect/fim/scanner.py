@@ -205,7 +205,7 @@ class Pipeline(Generic[T]):
     """
 
     def __init__(
-        self, algorithm: str, workers: int | None = None, batch: int = 256
+        self, algorithm: str, workers: int | None = None, batch: int = 512
     ) -> None:
         self.algorithm = algorithm
         self.workers = workers or os.cpu_count() or 1
@@ -233,9 +233,10 @@ class Pipeline(Generic[T]):
         else:
             chunk.items.append((item, len(chunk.tasks)))
             chunk.tasks.append(task)
-        if len(chunk.tasks) >= self.batch or len(chunk.items) >= 8 * self.batch:
-            self._submit(chunk)
-            self._chunks.append(_Chunk())
+        if len(chunk.tasks) < self.batch and len(chunk.items) < 8 * self.batch:
+            return
+        self._submit(chunk)
+        self._chunks.append(_Chunk())
         while len(self._chunks) > self.limit or self._head_ready():
             yield from self._pop()
 
