@@ -1,11 +1,13 @@
-"""The signed baseline file: sorted JSON lines with a DSSE trailer.
+"""The signed baseline file: sorted tab-separated lines with a DSSE trailer.
 
 Layout (ADR 0040)::
 
     {"format": "zerodrift.fim-baseline", "version": 1, "algorithm": ..., ...}
-    ["/etc", "dir", 493, 0, 0, null, 131073, ...]      one line per entry,
-    ...                                                 in walk order
+    /etc<TAB>dir<TAB>493<TAB>0<TAB>0<TAB><TAB>131073<TAB>...   one line per
+    ...                                                  entry, in walk order
     {"payload": ..., "payloadType": ..., "signatures": [...]}   DSSE trailer
+
+Entry lines are described in :mod:`zerodrift.detect.fim.entry`.
 
 The trailer is a DSSE envelope (payload type :data:`PAYLOAD_TYPE`) whose
 payload states the format, the algorithm, the number of entries, the host,
