@@ -277,6 +277,8 @@ def main() -> int:  # noqa: PLR0915 - the benchmark script, step by step
         return 4
     if shutil.which("aide") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "aide"], check=True)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average at the start (1, 5, 15 min): {load}")
     tree = work / "tree"
     print(f"generating {args.files} files / {args.gib} GiB in {tree} …", flush=True)
     generate(tree, args.files, args.gib)
@@ -336,6 +338,8 @@ def report(  # type: ignore[no-untyped-def]  # noqa: PLR0917
 ) -> None:
     print()
     print(f"machine: {os.cpu_count()} cores, {os.uname().release}; {aide_version}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min): {load} (contention if > 0.5)")
     print(
         f"tree: {limits['n']} entries, {args.gib} GiB; limits: SHA-256 "
         f"{limits['sha256_gb_s']:.2f} GB/s per core, stat-only walk "
