@@ -46,7 +46,7 @@ __all__ = [
 T = TypeVar("T")
 
 _CHUNK = 1 << 20
-_SMALL = 1 << 18
+_SMALL = 1 << 20
 _RETRIES = 2
 
 
@@ -113,17 +113,17 @@ def _hash_once(
             raise OSError(0, "no longer a regular file")
         before = _identity(first)
         hasher = _hasher(algorithm)
-        if before[1] <= _SMALL:
-            data = os.read(fd, _SMALL + 1)
-            hasher.update(data)
-            if len(data) != before[1]:
-                while chunk := os.read(fd, _CHUNK):
-                    hasher.update(chunk)
-        else:
+        if before[1] > _SMALL:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            view = memoryview(buffer)
-            while count := os.readv(fd, [buffer]):
-                hasher.update(view[:count])
+        view = memoryview(buffer)
+        total = 0
+        while count := os.readv(fd, [buffer]):
+            hasher.update(view[:count])
+            total += count
+            # A short read that reaches the size seen by fstat is the end; a
+            # file growing meanwhile is caught by the fstat below.
+            if count < len(buffer) and total == before[1]:
+                break
         return hasher.hexdigest(), before, _identity(os.fstat(fd))
     finally:
         os.close(fd)
