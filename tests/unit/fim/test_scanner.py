@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,22 +119,26 @@ def test_a_vanished_path_is_reported_as_gone(tmp_path: Path) -> None:
     )
 
 
+def _grow(path: str, stop: Any) -> None:
+    with open(path, "ab") as handle:
+        while not stop.is_set():
+            handle.write(b"x" * 4096)
+            handle.flush()
+            time.sleep(0.0002)
+
+
 def test_a_file_that_keeps_changing_is_not_given_a_digest(tmp_path: Path) -> None:
     path = tmp_path / "growing"
     path.write_bytes(os.urandom(32 << 20))
-    stop = threading.Event()
-
-    def grow() -> None:
-        with path.open("ab") as handle:
-            while not stop.is_set():
-                handle.write(b"x" * 4096)
-                handle.flush()
-                time.sleep(0.0005)
-
-    writer = threading.Thread(target=grow)
+    # A separate process appends without pause while the file is hashed.
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    writer = context.Process(target=_grow, args=(str(path), stop))
     writer.start()
     try:
-        time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while path.stat().st_size == 32 << 20 and time.monotonic() < deadline:
+            time.sleep(0.001)
         deep = deep_observe(
             os.fsencode(path), "file", True, "sha256", bytearray(1 << 16)
         )
