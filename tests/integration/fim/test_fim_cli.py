@@ -342,3 +342,26 @@ def test_fast_check_split_over_processes_matches_one_process(
     two = report(fim("check", "--workers", "2", "--no-record", "--format", "json"))
     assert one["changes"] == two["changes"]
     assert one["counts"] == {"added": 2, "removed": 7, "changed": 4, "unverifiable": 0}
+
+
+@ROOT_ONLY
+def test_file_capabilities_and_acls_are_watched(fim: Any, tree: Path) -> None:
+    import struct
+
+    tool = tree / "bin" / "tool"
+    conf = tree / "etc" / "app" / "conf06"
+    assert fim("init", str(tree)).code == 0
+    # vfs_cap_data revision 2 granting CAP_NET_BIND_SERVICE (bit 10), effective.
+    os.setxattr(
+        tool, "security.capability", struct.pack("<5I", 0x02000001, 1 << 10, 0, 0, 0)
+    )
+    # An access ACL: owner rw, user 1234 r, group r, mask r, other r.
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 4, 1234), (0x04, 4, 0xFFFFFFFF)]
+    entries += [(0x10, 4, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF)]
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    os.setxattr(conf, "system.posix_acl_access", acl)
+    changes = by_path(report(fim("check", "--format", "json")))
+    assert "security.capability" in changes[str(tool)]["attributes"]["xattrs"]["new"]
+    assert (
+        "system.posix_acl_access" in changes[str(conf)]["attributes"]["xattrs"]["new"]
+    )
