@@ -37,7 +37,7 @@ from zerodrift.detect.fim.compare import (
     compare,
     observe_all,
 )
-from zerodrift.detect.fim.entry import decode_entry, line_path
+from zerodrift.detect.fim.entry import decode_entry, line_path, unescape
 from zerodrift.detect.fim.rules import RuleSet, sort_key
 from zerodrift.detect.fim.scanner import Entry, Pipeline, in_part, observe_path, walk
 from zerodrift.detect.findings import Finding
@@ -260,12 +260,27 @@ def _check_part(
 def _lines_in_part(
     lines: Iterator[bytes], roots: list[bytes], part: tuple[int, int]
 ) -> Iterator[bytes]:
-    current = roots[0]
+    # Lines of one subtree are contiguous, so the share of a line is decided
+    # once per top-level name and reused until the name changes.
+    root, prefix = b"", b"\0"
+    child, keep = b"", False
     for line in lines:
-        path = line_path(line)
-        if not _inside(path, current):
-            current = next((r for r in roots if _inside(path, r)), path)
-        if in_part(path, current, part):
+        raw = line[: line.index(b"\t")]
+        if not raw.startswith(prefix):
+            path = line_path(line)
+            root = next((r for r in roots if _inside(path, r)), path)
+            prefix = root.rstrip(b"/") + b"/"
+            child = b"\0"
+            if raw == root or not raw.startswith(prefix):
+                if in_part(path, root, part):
+                    yield line
+                continue
+        end = raw.find(b"/", len(prefix))
+        name = raw[len(prefix) :] if end < 0 else raw[len(prefix) : end]
+        if name != child:
+            child = name
+            keep = in_part(prefix + unescape(name), root, part)
+        if keep:
             yield line
 
 
