@@ -365,3 +365,23 @@ def test_file_capabilities_and_acls_are_watched(fim: Any, tree: Path) -> None:
     assert (
         "system.posix_acl_access" in changes[str(conf)]["attributes"]["xattrs"]["new"]
     )
+
+
+def test_split_fast_check_with_several_roots_and_escaped_names(
+    fim: Any, tmp_path: Path
+) -> None:
+    roots = [tmp_path / "one", tmp_path / "two"]
+    for root in roots:
+        for name in ["a", "b\\c", "d\te", "f", "g", "h"]:
+            (root / name).mkdir(parents=True)
+            (root / name / "x").write_text(name)
+    assert fim("init", *map(str, roots)).code == 0
+    for root in roots:
+        for name in ["b\\c", "d\te", "g"]:
+            (root / name / "x").write_text("changed")
+        shutil.rmtree(root / "h")
+    one = report(fim("check", "--workers", "1", "--no-record", "--format", "json"))
+    two = report(fim("check", "--workers", "2", "--no-record", "--format", "json"))
+    assert one["changes"] == two["changes"]
+    assert one["counts"]["changed"] == 6
+    assert one["counts"]["removed"] == 4
