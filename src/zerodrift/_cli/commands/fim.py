@@ -181,8 +181,9 @@ def _baseline_path(ctx: Context) -> Path:
 
 
 def _rules(ctx: Context) -> RuleSet:
+    import dataclasses
+
     from zerodrift.detect.fim.rules import (
-        RuleSet,
         default_rules,
         load_rules,
         rules_for_paths,
@@ -197,13 +198,7 @@ def _rules(ctx: Context) -> RuleSet:
     else:
         rules = default_rules()
     if args.algorithm:
-        rules = RuleSet(
-            rules.rules,
-            args.algorithm,
-            rules.one_filesystem,
-            rules.sample_period,
-            rules.exclude,
-        )
+        rules = dataclasses.replace(rules, algorithm=args.algorithm)
     return rules
 
 

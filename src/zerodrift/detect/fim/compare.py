@@ -216,6 +216,7 @@ def _judge(
         item.rule,
         unlisted=unlisted,
         stats=stats,
+        xattr_names=rules.xattr_names,
     )
 
 
@@ -226,6 +227,7 @@ def judge(
     *,
     unlisted: list[bytes],
     stats: CheckStats,
+    xattr_names: tuple[str, ...] | None = None,
 ) -> Iterator[Change]:
     """Decide what one differing baseline/live pair means."""
     if live.type == "dir" and live.error:
@@ -239,15 +241,22 @@ def judge(
             live.path, "unverifiable", rule.severity, rule.path, reason=live.error
         )
         return
-    diff = differences(base, live, rule.attributes)
+    diff = differences(base, live, rule.attributes, xattr_names)
     if diff:
         yield Change(live.path, "changed", rule.severity, rule.path, diff)
 
 
 def differences(
-    base: Entry, live: Entry, attributes: frozenset[str]
+    base: Entry,
+    live: Entry,
+    attributes: frozenset[str],
+    xattr_names: tuple[str, ...] | None = None,
 ) -> dict[str, tuple[Any, Any]]:
-    """Attributes that differ, among those compared and recorded in ``base``."""
+    """Attributes that differ, among those compared and recorded in ``base``.
+
+    With ``xattr_names``, only those extended attributes are compared (a
+    golden manifest records only file capabilities and IMA/EVM data).
+    """
     skip = _DIR_SKIP if live.type == "dir" == base.type else frozenset()
     diff: dict[str, tuple[Any, Any]] = {}
     for name in ATTRIBUTES:
@@ -257,6 +266,9 @@ def differences(
         if old is None:
             continue
         new = getattr(live, name)
+        if name == "xattrs" and xattr_names is not None:
+            old = {k: v for k, v in old.items() if k in xattr_names}
+            new = {k: v for k, v in (new or {}).items() if k in xattr_names}
         if old != new:
             diff[name] = (old, new)
     return diff

@@ -17,6 +17,7 @@ envelope is verified against the trusted keys first.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,19 @@ __all__ = ["MANIFEST_MEDIA_TYPE", "create_from_manifest", "manifest_entries"]
 
 MANIFEST_MEDIA_TYPE = "application/vnd.zerodrift.golden-manifest.v1+json"
 SCHEMA = "zerodrift.golden-manifest/v1"
+MANIFEST_XATTRS = ("security.capability", "security.ima", "security.evm")
+"""The extended attributes a golden manifest records (and so compares)."""
+
+RUNTIME_PATHS = (
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+    "/dev",
+    "/proc",
+    "/sys",
+)
+"""Paths the runtime mounts over, never in an image: excluded by default."""
+
 _TYPES = {
     "file": "file",
     "hardlink": "file",
@@ -58,7 +72,9 @@ def create_from_manifest(
     """Write a signed baseline at ``path`` from a golden manifest.
 
     Without ``rules``, every attribute of every manifest path is compared
-    (severity high) and the walk covers the whole ``root``.
+    (severity high) and the walk covers the whole ``root`` except the paths
+    the runtime mounts over (:data:`RUNTIME_PATHS`). Only the extended
+    attributes a manifest records are compared (:data:`MANIFEST_XATTRS`).
 
     Raises:
         ConfigError: The manifest is unreadable or malformed.
@@ -72,10 +88,14 @@ def create_from_manifest(
     if rules is None:
         from zerodrift.detect.findings import Severity
 
-        rules = RuleSet((Rule(base or "/", frozenset(ATTRIBUTES), Severity.HIGH),))
-    entries = sorted(
-        manifest_entries(data, manifest, base, rules), key=lambda e: sort_key(e.path)
-    )
+        top = Rule(base or "/", frozenset(ATTRIBUTES), Severity.HIGH)
+        rules = RuleSet((top,), exclude=tuple(base + p for p in RUNTIME_PATHS))
+    rules = dataclasses.replace(rules, xattr_names=MANIFEST_XATTRS)
+    entries = list(manifest_entries(data, manifest, base, rules))
+    if not any(e.path == os.fsencode(base or "/") for e in entries):
+        # The image root is not a manifest entry: only its type is known.
+        entries.append(Entry(os.fsencode(base or "/"), "dir"))
+    entries.sort(key=lambda e: sort_key(e.path))
     source = f"manifest:{data.get('image', '?')}"
     return write_entries(path, rules, entries, signer, source)
 

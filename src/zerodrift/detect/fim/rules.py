@@ -7,6 +7,7 @@ The rules file is YAML (format described in ``docs/fim.md`` and ADR 0041)::
     one_filesystem: true       # do not descend into other mounts
     sample_period: 7d          # fast checks verify every file within this
     exclude: ["*.pyc"]         # globs, for every path
+    xattr_names: null          # or a list: only these xattrs are compared
     paths:
       - path: /usr/bin
         severity: high
@@ -22,6 +23,7 @@ matches ``/``; a glob without ``/`` matches the last name only.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -70,7 +72,14 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 ALGORITHMS = ("sha256", "sha512", "blake3")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_TOP_KEYS = {"version", "algorithm", "one_filesystem", "sample_period", "exclude"}
+_TOP_KEYS = {
+    "version",
+    "algorithm",
+    "one_filesystem",
+    "sample_period",
+    "exclude",
+    "xattr_names",
+}
 _RULE_KEYS = {"path", "attributes", "severity", "exclude"}
 
 
@@ -109,6 +118,7 @@ class RuleSet:
     one_filesystem: bool = True
     sample_period: int = 7 * 86400
     exclude: tuple[str, ...] = ()
+    xattr_names: tuple[str, ...] | None = None
     _by_path: dict[bytes, tuple[Rule, re.Pattern[str] | None]] = field(
         init=False, repr=False
     )
@@ -152,6 +162,11 @@ class RuleSet:
             "one_filesystem": self.one_filesystem,
             "sample_period": self.sample_period,
             "exclude": list(self.exclude),
+            **(
+                {"xattr_names": list(self.xattr_names)}
+                if self.xattr_names is not None
+                else {}
+            ),
             "paths": [r.to_dict() for r in self.rules],
         }
 
@@ -234,13 +249,7 @@ def rules_for_paths(
             rules.append(Rule(path, frozenset(ATTRIBUTES), severity or Severity.MEDIUM))
     if base is None:
         return RuleSet(tuple(rules))
-    return RuleSet(
-        tuple(rules),
-        base.algorithm,
-        base.one_filesystem,
-        base.sample_period,
-        base.exclude,
-    )
+    return dataclasses.replace(base, rules=tuple(rules))
 
 
 def _normalise(raw: str) -> str:
@@ -293,7 +302,19 @@ def _build(data: Any, name: str, positions: Any) -> RuleSet:
         bool(data.get("one_filesystem", True)),
         _period(data.get("sample_period", "7d"), where),
         _globs(data.get("exclude", []), where, ("exclude",)),
+        _names(data.get("xattr_names"), where),
     )
+
+
+def _names(value: Any, where: _Where) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise where.error(
+            "'xattr_names' must be a list of extended attribute names",
+            ("xattr_names",),
+        )
+    return tuple(value)
 
 
 def _rule(item: Any, where: _Where, index: int) -> Rule:

@@ -293,7 +293,7 @@ def change_for(path: bytes, base: Entry | None, rules: RuleSet) -> Change | None
         return Change(
             path, "added", rule.severity, rule.path, {"type": (None, live.type)}
         )
-    diff = differences(base, live, rule.attributes)
+    diff = differences(base, live, rule.attributes, rules.xattr_names)
     return Change(path, "changed", rule.severity, rule.path, diff) if diff else None
 
 
