@@ -213,7 +213,6 @@ class Pipeline(Generic[T]):
         self.limit = 4 * self.workers
         self._chunks: deque[_Chunk[T]] = deque([_Chunk()])
         self._pool: Pool | None = None
-        self._buffer = bytearray(_CHUNK)
 
     def __enter__(self) -> Pipeline[T]:
         return self
