@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -224,7 +225,11 @@ def run_init(ctx: Context) -> int:
     else:
         note.print(f"fim: scanning {len(rules.roots)} root(s) …")
         statement, stats = create_baseline(
-            path, rules, signer, workers=ctx.args.workers
+            path,
+            rules,
+            signer,
+            workers=ctx.args.workers,
+            progress=_progress(note) if sys.stderr.isatty() else None,
         )
         skipped = stats.skipped
     digest = record_baseline(ctx.db, path, statement)
@@ -257,6 +262,13 @@ def run_init(ctx: Context) -> int:
             f"({statement['algorithm']}) -> {path}"
         )
     return ExitCode.OK
+
+
+def _progress(note: Any) -> Any:
+    def show(count: int) -> None:
+        note.print(f"  {count:,} entries …")
+
+    return show
 
 
 def _open_verified(ctx: Context) -> VerifiedBaseline:
@@ -442,8 +454,6 @@ def publish_changes(
     ctx: Context, baseline: VerifiedBaseline, changes: list[Any], mode: str
 ) -> None:
     """Print changes found by ``watch`` as they come, and record them."""
-    import sys
-
     from zerodrift.detect.fim.monitor import findings_for, machine_name
     from zerodrift.detect.findings import record_findings, to_ocsf
 

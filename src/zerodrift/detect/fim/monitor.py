@@ -107,8 +107,12 @@ def create_baseline(
     signer: Signer,
     *,
     workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], CheckStats]:
     """Walk the rules' paths and write a signed baseline at ``path``.
+
+    ``progress``, if given, is called with the number of entries written
+    every 10,000 entries.
 
     Raises:
         OperationalError: The baseline cannot be written (the old one stays).
@@ -116,9 +120,13 @@ def create_baseline(
     stats = CheckStats()
     pipeline: Pipeline[Any] = Pipeline(rules.algorithm, workers)
     with BaselineWriter(path, rules, "scan") as writer, pipeline:
-        observe_all(
-            walk(rules, on_skip=_skipper(stats)), pipeline, writer.add_line, stats
-        )
+
+        def add(line: bytes) -> None:
+            writer.add_line(line)
+            if progress is not None and writer.count % 10_000 == 0:
+                progress(writer.count)
+
+        observe_all(walk(rules, on_skip=_skipper(stats)), pipeline, add, stats)
         statement = writer.sign(signer, created_at=utc_now())
     return statement, stats
 
