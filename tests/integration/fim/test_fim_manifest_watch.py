@@ -193,9 +193,17 @@ def test_watch_reports_a_change_within_a_second(
             str(tree / "bin" / "dropped"),
             "added",
         )
+        # An accepted update replaces the baseline: the watch verifies and
+        # reloads it, and compares later events with the new one.
+        assert fim("update", str(target)).code == 0
+        (tree / "etc" / "app" / "conf06").write_text("after the update\n")
+        later = json.loads(_read_line(proc, timeout=5))
+        assert later["path"] == str(tree / "etc" / "app" / "conf06")
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=10)
     assert code == 0
     assert proc.stderr is not None
-    assert b"watch stopped" in proc.stderr.read()
+    log = proc.stderr.read()
+    assert b"verified and reloaded" in log
+    assert b"watch stopped" in log

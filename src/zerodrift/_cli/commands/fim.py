@@ -483,5 +483,11 @@ def run_watch(ctx: Context) -> int:
     from zerodrift.detect.fim.watch import Watcher
 
     baseline = _open_verified(ctx)
-    watcher = Watcher(ctx, baseline, ctx.args.backend, ctx.args.interval)
+    watcher = Watcher(
+        ctx,
+        baseline,
+        ctx.args.backend,
+        ctx.args.interval,
+        reload=lambda: _open_verified(ctx),
+    )
     return watcher.run()

@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
@@ -261,6 +262,11 @@ class Inotify:
         os.close(self.fd)
 
 
+def _file_identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def baseline_index(baseline: VerifiedBaseline) -> dict[bytes, int]:
     """Map each baseline path to the offset of its line in the file."""
     index: dict[bytes, int] = {}
@@ -306,13 +312,23 @@ class Watcher:
     backend: str
     interval: float
     emit: Callable[[list[Change]], None] | None = None
+    reload: Callable[[], VerifiedBaseline] | None = None
     _stop: bool = False
     _reported: dict[bytes, Any] = field(default_factory=dict)
+    _index: dict[bytes, int] = field(default_factory=dict)
+    _identity: tuple[int, int, int] = (0, 0, 0)
 
     def run(self) -> int:
-        """Watch until SIGTERM or Ctrl-C; return the exit code (0)."""
+        """Watch until SIGTERM or Ctrl-C; return the exit code (0).
+
+        Raises:
+            VerificationError: The baseline was replaced by one that fails
+                verification (the watch stops loudly).
+            IntegrityError: Likewise, for a modified baseline.
+        """
         rules = self.baseline.rules
-        index = baseline_index(self.baseline)
+        self._load(self.baseline)
+        index = self._index
         source = self._open_source(rules)
         previous = signal.signal(signal.SIGTERM, self._on_term)
         sys.stderr.write(
@@ -379,9 +395,31 @@ class Watcher:
                 touched.update(source.read())
         return touched
 
+    def _load(self, baseline: VerifiedBaseline) -> None:
+        self.baseline = baseline
+        self._index = baseline_index(baseline)
+        self._identity = _file_identity(baseline.path)
+
+    def _check_current(self) -> None:
+        # 'fim update' replaces the baseline file while the watch runs: the
+        # line index is then stale, and the new file must be verified too.
+        if _file_identity(self.baseline.path) == self._identity:
+            return
+        if self.reload is None:
+            raise IntegrityError(
+                f"baseline {self.baseline.path} changed while being watched",
+                hint="restart 'zerodrift fim watch'",
+                reference="fim-baseline-changed",
+            )
+        self._load(self.reload())
+        self._reported.clear()
+        sys.stderr.write("fim: baseline changed; verified and reloaded\n")
+
     def _compare(
         self, paths: set[bytes], index: dict[bytes, int], rules: RuleSet
     ) -> None:
+        self._check_current()
+        index = self._index
         changes = []
         with self.baseline.path.open("rb") as handle:
             for path in sorted(paths):
@@ -415,6 +453,7 @@ class Watcher:
     def _full_check(self) -> None:
         from zerodrift.detect.fim.monitor import run_check
 
+        self._check_current()
         try:
             report = run_check(self.ctx.db, self.baseline, full=True)
         except (IntegrityError, OperationalError) as exc:
