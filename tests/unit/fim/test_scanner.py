@@ -228,3 +228,31 @@ def test_pipeline_keeps_order_across_worker_processes(tmp_path: Path) -> None:
         for item, _line in pipeline.finish():
             seen.append(item)
     assert seen == paths
+
+
+def test_a_path_vanishing_between_walk_and_read_is_removed(tmp_path: Path) -> None:
+    from zerodrift.detect.fim.compare import CheckStats, compare
+
+    (tmp_path / "stays").write_text("a")
+    (tmp_path / "goes").write_text("b")
+    rules = rules_for_paths([str(tmp_path)])
+    lines = []
+    for item in walk(rules):
+        lines.append(observe_line(item.path, "sha256", bytearray(1024)))
+    walked = list(walk(rules))
+    (tmp_path / "goes").unlink()  # after the walk listed it, before it is read
+    with Pipeline[Any]("sha256", workers=1) as pipeline:
+        changes = list(
+            compare(
+                iter(lines),
+                iter(walked),
+                rules,
+                full=True,
+                sample=frozenset(),
+                pipeline=pipeline,
+                stats=CheckStats(),
+            )
+        )
+    assert [(c.kind, c.path) for c in changes] == [
+        ("removed", os.fsencode(tmp_path / "goes"))
+    ]
