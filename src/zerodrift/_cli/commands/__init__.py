@@ -11,6 +11,7 @@ from zerodrift._cli.commands import (
     apply,
     audit,
     build,
+    fim,
     gate,
     init,
     inventory,
@@ -41,6 +42,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     recover,
     seal,
     audit,
+    fim,
     gate,
     report,
 )
