@@ -559,6 +559,11 @@ class Compliance(_Model):
         default=30 * 86400,
         description="every environment must pass a recovery drill this often",
     )
+    integrity_check_interval: Duration = Field(
+        default=86400,
+        description="every deployed environment and every host baseline must be "
+        "checked for drift this often (zerodrift check, zerodrift fim check)",
+    )
 
 
 class Fleet(_Model):

@@ -281,6 +281,7 @@ def test_empty_database_is_honest(
         "gate-passed-before-deploy": "not-applicable",
         "hardening-resolved": "not-applicable",
         "images-signed-attested": "not-applicable",
+        "integrity-monitoring-recent": "not-applicable",
         "inventory-recorded": "fail",  # the one thing an empty state proves
         "no-baked-secrets": "not-applicable",
         "no-unmanaged-nodes": "not-applicable",

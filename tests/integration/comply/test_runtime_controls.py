@@ -323,3 +323,41 @@ def test_unmanaged_nodes_in_the_newest_runtime_inventory_fail(
     # A day and more later, the clean inventory is too old (policy: 1 d).
     late = no_unmanaged_nodes(make_evidence(as_of=at(days=1)))
     assert "newest runtime inventory is 1.0 d old" in late.summary
+
+
+def test_integrity_monitoring_needs_recent_node_and_host_checks(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    from zerodrift.comply.controls.integrity import integrity_monitoring_recent
+
+    def audit(action: str, subject: str, when: str) -> None:
+        AuditTrail(db, now=lambda: when).append(action, subject, {})
+
+    assert integrity_monitoring_recent(make_evidence()).outcome is (
+        Outcome.NOT_APPLICABLE
+    )
+    deploy(db, spec, "dev", when=at(days=-3))
+    audit("fim.init", "/var/lib/zerodrift/host.baseline", at(days=-3))
+    verdict = integrity_monitoring_recent(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.summary == (
+        "environment dev: never checked; "
+        "baseline /var/lib/zerodrift/host.baseline: never checked"
+    )
+
+    audit("check.finished", "dev", at(hours=-2))
+    audit("fim.check", "/var/lib/zerodrift/host.baseline", at(hours=-30))
+    verdict = integrity_monitoring_recent(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.summary.startswith(
+        "baseline /var/lib/zerodrift/host.baseline: last checked 30.0 h ago"
+    )
+
+    audit("fim.check", "/var/lib/zerodrift/host.baseline", at(hours=-1))
+    verdict = integrity_monitoring_recent(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+    assert {r.kind for r in verdict.evidence} == {"audit-record"}
+    # As of a day later, both checks are too old again.
+    assert integrity_monitoring_recent(make_evidence(as_of=at(days=1))).outcome is (
+        Outcome.FAIL
+    )
