@@ -15,6 +15,9 @@ deviation into a :class:`~zerodrift.detect.findings.Finding`:
     paths and volumes;
 ``executable-added``
     an executable or script appeared inside a declared writable path;
+``foreign-process``
+    a process that is not a descendant of the node's entrypoint (an exec
+    session such as an interactive shell);
 ``unrecorded``
     a node that carries zerodrift's labels but that zerodrift never created;
 ``outdated``
@@ -49,10 +52,12 @@ __all__ = [
     "CSF",
     "RUNTIME_PATHS",
     "ObservedNode",
+    "Process",
     "WritableFile",
     "config_differences",
     "environment_drift",
     "file_drift",
+    "foreign_processes",
     "node_drift",
     "writable_roots",
 ]
@@ -63,6 +68,7 @@ CSF: dict[str, tuple[str, ...]] = {
     "config-drift": ("DE.CM-09", "PR.PS-01"),
     "file-changed": ("DE.CM-09", "DE.AE-02", "PR.DS-01"),
     "executable-added": ("DE.CM-09", "DE.AE-02", "PR.PS-05"),
+    "foreign-process": ("DE.CM-09", "DE.AE-02", "PR.PS-05"),
     "unrecorded": ("DE.CM-09", "DE.AE-02", "PR.PS-05"),
     "outdated": ("PR.PS-01", "PR.PS-02"),
     "not-running": ("DE.CM-09", "PR.IR-03"),
@@ -113,6 +119,23 @@ class WritableFile:
 
 
 @dataclass(frozen=True)
+class Process:
+    """A process of a node, numbered in the node's own PID namespace.
+
+    Attributes:
+        pid: Process id (1 is the node's init).
+        ppid: Parent process id (0 for processes entered from outside).
+        user: The user it runs as.
+        command: Its command line.
+    """
+
+    pid: int
+    ppid: int
+    user: str
+    command: str
+
+
+@dataclass(frozen=True)
 class ObservedNode:
     """What the runtime reports about one container.
 
@@ -124,10 +147,8 @@ class ObservedNode:
         changes: Paths that differ from the image (writable layer).
         writable_files: Files in declared writable paths; ``None`` when they
             could not be listed (the node is not running).
+        processes: Its processes; ``None`` when not listed.
         facts_digest: Digest of the live facts now.
-        recorded_facts: Digest of the live facts recorded at creation; absent
-            from ``recorded`` (see :func:`environment_drift`) when zerodrift
-            has no record of creating the node.
     """
 
     name: str
@@ -136,6 +157,7 @@ class ObservedNode:
     inspect: Mapping[str, Any] = field(default_factory=dict)
     changes: Sequence[FileChange] = ()
     writable_files: Sequence[WritableFile] | None = None
+    processes: Sequence[Process] | None = None
     facts_digest: str | None = None
 
     @property
@@ -307,7 +329,52 @@ def node_drift(
             )
         )
     found.extend(file_drift(want, node, now=now))
+    foreign = foreign_processes(node.processes or ())
+    if foreign:
+        found.append(
+            _finding(
+                "foreign-process",
+                Severity.CRITICAL,
+                node.name,
+                f"{len(foreign)} process(es) in node {node.name} do not descend "
+                f"from its entrypoint (first: {foreign[0].command})",
+                now=now,
+                environment=env,
+                details={
+                    "service": want.name,
+                    "processes": [
+                        {
+                            "pid": p.pid,
+                            "ppid": p.ppid,
+                            "user": p.user,
+                            "command": p.command,
+                        }
+                        for p in foreign[:_MAX_LISTED]
+                    ],
+                },
+            )
+        )
     return found
+
+
+def foreign_processes(processes: Iterable[Process]) -> list[Process]:
+    """Processes that are not PID 1 nor one of its descendants.
+
+    Inside a node's PID namespace every process the entrypoint starts
+    descends from PID 1; a process entered from outside (``podman exec``)
+    has parent 0.
+    """
+    table = {p.pid: p for p in processes}
+    foreign = []
+    for process in sorted(table.values(), key=lambda p: p.pid):
+        seen: set[int] = set()
+        current: Process | None = process
+        while current is not None and current.pid != 1 and current.pid not in seen:
+            seen.add(current.pid)
+            current = table.get(current.ppid)
+        if current is None or current.pid != 1:
+            foreign.append(process)
+    return foreign
 
 
 def config_differences(

@@ -11,6 +11,7 @@ import pytest
 from zerodrift.detect.findings import Severity
 from zerodrift.detect.nodes import (
     ObservedNode,
+    Process,
     WritableFile,
     config_differences,
     environment_drift,
@@ -107,6 +108,11 @@ INSPECT: dict[str, Any] = {
     "NetworkSettings": {"Networks": {"zd-shop-dev-api-to-db": {}}},
     "EffectiveCaps": None,
 }
+ENTRYPOINT = [
+    Process(1, 0, "65534", "/run/podman-init -- httpd -f"),
+    Process(6, 1, "65534", "httpd -f"),
+    Process(9, 6, "65534", "httpd -f (worker)"),
+]
 BASELINE = [
     FileChange("/etc", "changed"),
     FileChange("/etc/passwd", "added"),
@@ -123,6 +129,7 @@ def _node(**changes: Any) -> ObservedNode:
         "changes": BASELINE,
         "writable_files": [WritableFile("/tmp/cache.db", 0o644, 10, b"SQLi")],
         "facts_digest": "sha256:facts",
+        "processes": ENTRYPOINT,
     }
     return ObservedNode(**{**base, **changes})
 
@@ -362,3 +369,22 @@ def test_findings_are_stable_and_render_as_ocsf() -> None:
     assert ocsf["class_uid"] == 2004
     assert ocsf["resources"][0]["name"] == "shop-dev-db-1"
     assert "DE.CM-09" in ocsf["metadata"]["labels"]
+
+
+PROCESS_CASES = [
+    ([*ENTRYPOINT, Process(14, 0, "65534", "/bin/sh")], [14]),
+    ([*ENTRYPOINT, Process(14, 0, "0", "sh"), Process(15, 14, "0", "nc -l")], [14, 15]),
+    ([*ENTRYPOINT, Process(20, 99, "65534", "orphan of a vanished parent")], [20]),
+    (ENTRYPOINT, []),
+]
+
+
+@pytest.mark.parametrize(("processes", "pids"), PROCESS_CASES)
+def test_processes_not_descending_from_the_entrypoint(
+    processes: list[Process], pids: list[int]
+) -> None:
+    found = _check(_node(processes=processes))
+    listed = [p["pid"] for f in found for p in f.details["processes"]]
+    assert listed == pids
+    assert all(f.kind == "foreign-process" for f in found)
+    assert all(f.severity == Severity.CRITICAL for f in found)
