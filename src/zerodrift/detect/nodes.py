@@ -46,13 +46,13 @@ from zerodrift.runtime.backend import (
     LABEL_MANAGED,
     LABEL_SERVICE,
     FileChange,
+    ProcessInfo,
 )
 
 __all__ = [
     "CSF",
     "RUNTIME_PATHS",
     "ObservedNode",
-    "Process",
     "WritableFile",
     "config_differences",
     "environment_drift",
@@ -119,23 +119,6 @@ class WritableFile:
 
 
 @dataclass(frozen=True)
-class Process:
-    """A process of a node, numbered in the node's own PID namespace.
-
-    Attributes:
-        pid: Process id (1 is the node's init).
-        ppid: Parent process id (0 for processes entered from outside).
-        user: The user it runs as.
-        command: Its command line.
-    """
-
-    pid: int
-    ppid: int
-    user: str
-    command: str
-
-
-@dataclass(frozen=True)
 class ObservedNode:
     """What the runtime reports about one container.
 
@@ -157,7 +140,7 @@ class ObservedNode:
     inspect: Mapping[str, Any] = field(default_factory=dict)
     changes: Sequence[FileChange] = ()
     writable_files: Sequence[WritableFile] | None = None
-    processes: Sequence[Process] | None = None
+    processes: Sequence[ProcessInfo] | None = None
     facts_digest: str | None = None
 
     @property
@@ -357,7 +340,7 @@ def node_drift(
     return found
 
 
-def foreign_processes(processes: Iterable[Process]) -> list[Process]:
+def foreign_processes(processes: Iterable[ProcessInfo]) -> list[ProcessInfo]:
     """Processes that are not PID 1 nor one of its descendants.
 
     Inside a node's PID namespace every process the entrypoint starts
@@ -368,7 +351,7 @@ def foreign_processes(processes: Iterable[Process]) -> list[Process]:
     foreign = []
     for process in sorted(table.values(), key=lambda p: p.pid):
         seen: set[int] = set()
-        current: Process | None = process
+        current: ProcessInfo | None = process
         while current is not None and current.pid != 1 and current.pid not in seen:
             seen.add(current.pid)
             current = table.get(current.ppid)

@@ -11,13 +11,12 @@ import pytest
 from zerodrift.detect.findings import Severity
 from zerodrift.detect.nodes import (
     ObservedNode,
-    Process,
     WritableFile,
     config_differences,
     environment_drift,
 )
 from zerodrift.reconcile.desired import DesiredService
-from zerodrift.runtime.backend import FileChange
+from zerodrift.runtime.backend import FileChange, ProcessInfo
 
 NOW = "2026-12-03T18:00:00.000000Z"
 DIGEST = "sha256:" + "a" * 64
@@ -109,9 +108,9 @@ INSPECT: dict[str, Any] = {
     "EffectiveCaps": None,
 }
 ENTRYPOINT = [
-    Process(1, 0, "65534", "/run/podman-init -- httpd -f"),
-    Process(6, 1, "65534", "httpd -f"),
-    Process(9, 6, "65534", "httpd -f (worker)"),
+    ProcessInfo(1, 0, "65534", "/run/podman-init -- httpd -f"),
+    ProcessInfo(6, 1, "65534", "httpd -f"),
+    ProcessInfo(9, 6, "65534", "httpd -f (worker)"),
 ]
 BASELINE = [
     FileChange("/etc", "changed"),
@@ -372,16 +371,19 @@ def test_findings_are_stable_and_render_as_ocsf() -> None:
 
 
 PROCESS_CASES = [
-    ([*ENTRYPOINT, Process(14, 0, "65534", "/bin/sh")], [14]),
-    ([*ENTRYPOINT, Process(14, 0, "0", "sh"), Process(15, 14, "0", "nc -l")], [14, 15]),
-    ([*ENTRYPOINT, Process(20, 99, "65534", "orphan of a vanished parent")], [20]),
+    ([*ENTRYPOINT, ProcessInfo(14, 0, "65534", "/bin/sh")], [14]),
+    (
+        [*ENTRYPOINT, ProcessInfo(14, 0, "0", "sh"), ProcessInfo(15, 14, "0", "nc -l")],
+        [14, 15],
+    ),
+    ([*ENTRYPOINT, ProcessInfo(20, 99, "65534", "orphan of a vanished parent")], [20]),
     (ENTRYPOINT, []),
 ]
 
 
 @pytest.mark.parametrize(("processes", "pids"), PROCESS_CASES)
 def test_processes_not_descending_from_the_entrypoint(
-    processes: list[Process], pids: list[int]
+    processes: list[ProcessInfo], pids: list[int]
 ) -> None:
     found = _check(_node(processes=processes))
     listed = [p["pid"] for f in found for p in f.details["processes"]]
