@@ -191,6 +191,9 @@ class RuntimeBackend(Protocol):
     def processes(self, name: str) -> list[ProcessInfo]:
         """List a running node's processes."""
 
+    def logs(self, name: str, *, tail: int = 500) -> bytes:
+        """The node's most recent output lines."""
+
     def probe(self, name: str, health: Mapping[str, Any]) -> HealthResult:
         """Run the spec's health probe once against a node."""
 

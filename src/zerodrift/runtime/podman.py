@@ -282,6 +282,15 @@ class PodmanBackend:
             for item in items or []
         ]
 
+    def logs(self, name: str, *, tail: int = 500) -> bytes:
+        """The node's most recent ``tail`` lines of stdout and stderr."""
+        _, raw = self.client.request(
+            "GET",
+            f"/containers/{quote_name(name)}/logs",
+            params={"stdout": True, "stderr": True, "tail": str(tail)},
+        )
+        return _demux(raw)
+
     def processes(self, name: str) -> list[ProcessInfo]:
         """List a running node's processes (podman's ``top``)."""
         result = self.client.json("GET", f"/containers/{quote_name(name)}/top")

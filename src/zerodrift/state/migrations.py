@@ -63,6 +63,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(60, "compliance report runs", _create(schema.report_runs)),
+    Migration(30, "incidents of the drift response", _create(schema.incidents)),
 )
 
 

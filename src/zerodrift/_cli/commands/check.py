@@ -32,48 +32,80 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "unmanaged nodes. Without --env, every environment apply has deployed.\n"
         "Findings are stored, written to the audit trail, and printed;\n"
         "--format ocsf prints one OCSF Detection Finding per line.\n"
+        "With --respond, each drifted node's response policy applies: 'auto'\n"
+        "replaces it (see zerodrift respond), 'approve' opens an incident\n"
+        "that waits for zerodrift respond NODE, 'alert' only reports.\n"
         "Exit code 0 when nothing is found, 1 when anything is.",
     )
     add_env(parser)
     add_format(parser, "ocsf")
+    parser.add_argument(
+        "--respond",
+        action="store_true",
+        help="apply each service's response policy to what is found",
+    )
 
 
 def run(ctx: Context) -> int:
     """Check the environments and report what was found."""
     from zerodrift._cli.runtime import open_session
     from zerodrift.detect.check import CheckResult, check_environment
-    from zerodrift.detect.findings import record_findings
+    from zerodrift.respond.incidents import quarantined_nodes
 
     results: list[CheckResult] = []
     for environment in _environments(ctx):
         ctx.args.env = environment
         session = open_session(ctx)
         try:
-            result = check_environment(session)
+            result = check_environment(
+                session, skip=quarantined_nodes(ctx.db, environment)
+            )
+            _record(ctx, environment, result)
+            if ctx.args.respond:
+                _respond(ctx, session, result)
         finally:
             session.close()
-        new = set(record_findings(ctx.db, result.findings))
-        for finding in result.findings:
-            if finding.id in new:
-                ctx.record(
-                    "finding.raised",
-                    finding.subject,
-                    {
-                        "finding": finding.id,
-                        "kind": finding.kind,
-                        "severity": finding.severity.label,
-                        "environment": environment,
-                    },
-                )
-        ctx.record(
-            "check.finished",
-            environment,
-            {"nodes": result.nodes, "findings": len(result.findings)},
-        )
         results.append(result)
     _render(ctx.args.format, results)
     found = any(r.findings for r in results)
     return ExitCode.FINDINGS if found else ExitCode.OK
+
+
+def _record(ctx: Context, environment: str, result: Any) -> None:
+    """Store the findings and write the new ones to the audit trail."""
+    from zerodrift.detect.findings import record_findings
+
+    new = set(record_findings(ctx.db, result.findings))
+    for finding in result.findings:
+        if finding.id in new:
+            ctx.record(
+                "finding.raised",
+                finding.subject,
+                {
+                    "finding": finding.id,
+                    "kind": finding.kind,
+                    "severity": finding.severity.label,
+                    "environment": environment,
+                },
+            )
+    ctx.record(
+        "check.finished",
+        environment,
+        {"nodes": result.nodes, "findings": len(result.findings)},
+    )
+
+
+def _respond(ctx: Context, session: Any, result: Any) -> None:
+    """Apply the response policies to what the check found."""
+    from zerodrift._cli.commands.respond import evidence_store
+    from zerodrift._cli.runtime import progress_for
+    from zerodrift.respond.playbook import Responder, answer_findings
+
+    responder = Responder(session, evidence_store(ctx), ctx.record, progress_for(ctx))
+    for incident in answer_findings(responder, result.findings):
+        progress_for(ctx)(
+            f"incident {incident.id} on {incident.node}: {incident.status}"
+        )
 
 
 def _environments(ctx: Context) -> list[str]:
