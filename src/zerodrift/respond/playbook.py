@@ -183,6 +183,16 @@ class Responder:
             update_incident(db, incident, step="replaced", replacement=replacement)
             self.progress(f"[{node}] replacement {replacement} is healthy")
         if not incident.done("quarantined"):
+            # Paused processes cannot be listed: keep the list from just
+            # before the pause (stored at once, so a crash cannot lose it).
+            processes = _json(
+                _or_error(lambda: [vars(p) for p in backend.processes(node)])
+            )
+            update_incident(
+                db,
+                incident,
+                detail={**incident.detail, "processes": self.store.put(processes)},
+            )
             with _gone_is_fine():
                 backend.quarantine(node)
             update_incident(db, incident, step="quarantined")
@@ -285,8 +295,13 @@ class Responder:
             items["missing.txt"] = b"the node was gone before evidence was captured"
         if inspect:
             items["inspect.json"] = _json(inspect)
-            items["processes.json"] = _json(
-                _or_error(lambda: [vars(p) for p in backend.processes(node)])
+            listed = incident.detail.get("processes")
+            items["processes.json"] = (
+                self.store.get(listed)
+                if listed
+                else _json(
+                    _or_error(lambda: [vars(p) for p in backend.processes(node)])
+                )
             )
             items["logs.txt"] = _or_error_bytes(lambda: backend.logs(node))
             changes = _or_error(lambda: [vars(c) for c in backend.changes(node)])

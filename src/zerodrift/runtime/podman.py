@@ -293,7 +293,7 @@ class PodmanBackend:
 
     def processes(self, name: str) -> list[ProcessInfo]:
         """List a running node's processes (podman's ``top``)."""
-        result = self.client.json("GET", f"/containers/{quote_name(name)}/top")
+        result = self.client.json("GET", f"/containers/{quote_name(name)}/top") or {}
         titles = [str(t).upper() for t in result.get("Titles") or []]
         column = {title: index for index, title in enumerate(titles)}
         processes = []

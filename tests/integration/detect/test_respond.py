@@ -1,0 +1,124 @@
+"""The drift playbook on real nodes: replace, quarantine, evidence, destroy."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.detect.test_check import ENV, _exec, _node
+from zerodrift.runtime.podman import PodmanBackend
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+
+def _running(backend: PodmanBackend, project: Path, service: str) -> list[str]:
+    fleet = next(
+        line.split(":", 1)[1].strip()
+        for line in (project / "fleet.yaml").read_text().splitlines()
+        if line.startswith("name:")
+    )
+    return sorted(
+        n.name
+        for n in backend.list_nodes()
+        if n.labels.get("io.zerodrift.fleet") == fleet
+        and n.service == service
+        and n.state == "running"
+    )
+
+
+def test_respond_replaces_the_node_and_keeps_signed_evidence(
+    rt_project: Path, cli: Any, backend: PodmanBackend, tmp_path: Path
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    api = _node(backend, rt_project, "api")
+    before = _running(backend, rt_project, "api")
+    _exec(backend, api, "printf '#!/bin/sh\\nid\\n' > /tmp/implant.sh", detach=False)
+    _exec(backend, api, "exec sleep 120", detach=True)
+    # dev's policy is "alert": check --respond reports and changes nothing.
+    result = cli("check", "--env", ENV, "--respond", cwd=rt_project)
+    assert result.code == 1
+    assert _running(backend, rt_project, "api") == before
+
+    result = cli("respond", api, "--format", "json", cwd=rt_project)
+    assert result.code == 0, result.err
+    incident = json.loads(result.out)
+    assert incident["status"] == "resolved"
+    assert incident["step"] == "verified"
+    assert incident["ttr_seconds"] > 0
+    replacement = incident["replacement"]
+    after = _running(backend, rt_project, "api")
+    assert api not in after
+    assert replacement in after
+    assert len(after) == len(before)
+    assert api not in {n.name for n in backend.list_nodes()}
+
+    # The environment is clean again, and the incident is listed.
+    assert cli("check", "--env", ENV, cwd=rt_project).code == 0
+    listed = json.loads(cli("incidents", "--format", "json", cwd=rt_project).out)[
+        "incidents"
+    ]
+    assert [i["id"] for i in listed] == [incident["id"]]
+    shown = cli("incidents", "show", incident["id"][:6], cwd=rt_project)
+    assert shown.code == 0
+    assert api in shown.out
+
+    # Evidence: content-addressed, with the implant and the shell in it.
+    store = rt_project / ".zerodrift" / "evidence" / "sha256"
+    manifest = json.loads((store / incident["evidence"].partition(":")[2]).read_bytes())
+    items = manifest["items"]
+    assert set(items) >= {
+        "inspect.json",
+        "processes.json",
+        "logs.txt",
+        "files.tar",
+        "findings.json",
+    }
+    blob = (store / items["files.tar"]["digest"].partition(":")[2]).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        implant = tar.extractfile("tmp/implant.sh")
+        assert implant is not None
+        assert implant.read() == b"#!/bin/sh\nid\n"
+    processes = (store / items["processes.json"]["digest"][7:]).read_text()
+    assert "sleep 120" in processes
+    audit = cli("audit", "log", "--format", "json", cwd=rt_project).out
+    for action in (
+        "incident.opened",
+        "incident.quarantined",
+        "evidence.captured",
+        "incident.resolved",
+    ):
+        assert action in audit
+
+    # Export with a signed manifest; verify; tampering is caught.
+    archive = tmp_path / "evidence.tar"
+    result = cli(
+        "evidence", "export", incident["id"], "-o", str(archive), cwd=rt_project
+    )
+    assert result.code == 0, result.err
+    assert cli("evidence", "verify", str(archive), cwd=rt_project).code == 0
+    tampered = tmp_path / "tampered.tar"
+    with tarfile.open(archive) as src, tarfile.open(tampered, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member)
+            assert data is not None
+            body = data.read()
+            if member.name.endswith(items["files.tar"]["digest"][7:]):
+                body = body.replace(b"id\n", b"ls\n")
+            member.size = len(body)
+            dst.addfile(member, io.BytesIO(body))
+    result = cli("evidence", "verify", str(tampered), cwd=rt_project)
+    assert result.code == 1
+    assert "files.tar" in result.err
+
+
+def test_respond_refuses_a_container_that_is_not_a_node(
+    rt_project: Path, cli: Any
+) -> None:
+    result = cli("respond", "no-such-node", "--env", ENV, cwd=rt_project)
+    assert result.code == 3
+    assert "not a node" in result.err
