@@ -122,3 +122,50 @@ def test_respond_refuses_a_container_that_is_not_a_node(
     result = cli("respond", "no-such-node", "--env", ENV, cwd=rt_project)
     assert result.code == 3
     assert "not a node" in result.err
+
+
+def test_policies_auto_replaces_approve_waits_and_data_survives(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    spec = rt_project / "fleet.yaml"
+    text = spec.read_text()
+    dev = text.index("  dev:")
+    spec.write_text(
+        text[:dev] + text[dev:].replace("response: alert", "response: auto", 1)
+    )
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    api = _node(backend, rt_project, "api")
+    db = _node(backend, rt_project, "db")
+    # The data the service keeps (written from the host: the image leaves
+    # the volume's folder owned by root).
+    (volume,) = backend.inspect(db)["Mounts"]
+    Path(volume["Source"], "rows.txt").write_text("row-1\n")
+    _exec(backend, api, "exec sleep 120", detach=True)
+    _exec(backend, db, "exec sleep 120", detach=True)
+
+    result = cli("check", "--env", ENV, "--respond", cwd=rt_project)
+    assert result.code == 1, result.err
+    incidents = json.loads(cli("incidents", "--format", "json", cwd=rt_project).out)[
+        "incidents"
+    ]
+    state = {i["node"]: (i["policy"], i["status"]) for i in incidents}
+    assert state == {api: ("auto", "resolved"), db: ("approve", "awaiting-approval")}
+    assert api not in {n.name for n in backend.list_nodes()}
+    assert db in _running(backend, rt_project, "db")
+
+    # Seen again: the open incident is not duplicated.
+    assert cli("check", "--env", ENV, "--respond", cwd=rt_project).code == 1
+    again = json.loads(cli("incidents", "--format", "json", cwd=rt_project).out)
+    assert len(again["incidents"]) == 2
+
+    # A person approves; the stateful node's volume survives its replacement.
+    result = cli("respond", db, "--format", "json", cwd=rt_project)
+    assert result.code == 0, result.err
+    replacement = json.loads(result.out)["replacement"]
+    probe = backend.probe(
+        replacement,
+        {"command": ["/bin/sh", "-c", "cat /var/lib/db/rows.txt"], "timeout": 5},
+    )
+    assert probe.healthy
+    assert "row-1" in probe.detail
+    assert cli("check", "--env", ENV, cwd=rt_project).code == 0
