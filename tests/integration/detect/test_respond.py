@@ -169,3 +169,38 @@ def test_policies_auto_replaces_approve_waits_and_data_survives(
     assert probe.healthy
     assert "row-1" in probe.detail
     assert cli("check", "--env", ENV, cwd=rt_project).code == 0
+
+
+def test_a_responder_killed_after_quarantine_resumes_without_a_second_node(
+    rt_project: Path, cli: Any, backend: PodmanBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zerodrift.respond.playbook import Responder
+
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    web = _node(backend, rt_project, "web")
+    replicas = len(_running(backend, rt_project, "web"))
+    _exec(backend, web, "exec sleep 120", detach=True)
+
+    def killed(*_args: Any) -> Any:
+        raise KeyboardInterrupt  # the process dies between two steps
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Responder, "_capture", killed)
+        cli("respond", web, cwd=rt_project)
+    (incident,) = json.loads(cli("incidents", "--format", "json", cwd=rt_project).out)[
+        "incidents"
+    ]
+    assert (incident["status"], incident["step"]) == ("responding", "quarantined")
+    assert backend.inspect(web)["State"]["Status"] == "paused"
+    # Quarantined nodes are accounted for by their incident, not re-reported.
+    assert cli("check", "--env", ENV, cwd=rt_project).code == 0
+
+    result = cli("respond", web, "--format", "json", cwd=rt_project)
+    assert result.code == 0, result.err
+    resumed = json.loads(result.out)
+    assert resumed["id"] == incident["id"]
+    assert resumed["replacement"] == incident["replacement"]
+    assert resumed["status"] == "resolved"
+    assert resumed["evidence"]
+    assert len(_running(backend, rt_project, "web")) == replicas
+    assert web not in {n.name for n in backend.list_nodes()}
