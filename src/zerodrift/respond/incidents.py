@@ -4,7 +4,9 @@ An incident moves through the playbook's steps (``opened``, ``replaced``,
 ``quarantined``, ``evidence``, ``destroyed``, ``verified``); each step is
 committed before the next starts, so a responder killed mid-playbook resumes
 where it stopped. Statuses: ``awaiting-approval`` (policy ``approve``),
-``responding``, ``resolved``, ``failed``.
+``responding``, ``circuit-open`` (the service drifted too often: the node
+stays quarantined until a person runs the playbook), ``resolved``,
+``failed``.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ __all__ = [
     "get_incident",
     "list_incidents",
     "open_incident",
+    "recent_incidents",
     "quarantined_nodes",
     "seconds_between",
     "update_incident",
 ]
 
 STEPS = ("opened", "replaced", "quarantined", "evidence", "destroyed", "verified")
-OPEN_STATUSES = ("awaiting-approval", "responding")
+OPEN_STATUSES = ("awaiting-approval", "responding", "circuit-open")
 
 
 @dataclass
@@ -216,3 +219,16 @@ def quarantined_nodes(db: Database, environment: str) -> set[str]:
             )
         )
         return {row.node for row in rows}
+
+
+def recent_incidents(db: Database, environment: str, service: str, since: str) -> int:
+    """How many incidents of ``service`` opened at or after ``since``."""
+    with db.read() as conn:
+        rows = conn.execute(
+            select(incidents_table.c.id).where(
+                incidents_table.c.environment == environment,
+                incidents_table.c.service == service,
+                incidents_table.c.opened_at >= since,
+            )
+        ).fetchall()
+    return len(rows)

@@ -32,11 +32,11 @@ import socket
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from zerodrift.detect.check import observe_node
-from zerodrift.detect.findings import Finding
+from zerodrift.detect.findings import Finding, Severity, record_findings
 from zerodrift.detect.nodes import RUNTIME_PATHS, node_drift, writable_roots
 from zerodrift.errors import ConfigError, OperationalError
 from zerodrift.reconcile.plan import Action
@@ -45,6 +45,7 @@ from zerodrift.respond.incidents import (
     Incident,
     find_open,
     open_incident,
+    recent_incidents,
     seconds_between,
     update_incident,
 )
@@ -131,6 +132,56 @@ class Responder:
         )
         return incident
 
+    def breaker_open(self, service: str) -> bool:
+        """Whether ``service`` drifted too often to replace it again now."""
+        env = self.session.fleet.environments[self.session.environment]
+        limit = env.circuit_breaker
+        since = format_time(datetime.now(UTC) - timedelta(seconds=limit.window))
+        count = recent_incidents(
+            self.session.db, self.session.environment, service, since
+        )
+        return count >= limit.drifts
+
+    def hold(self, node: str, findings: Sequence[Finding]) -> Incident:
+        """Open the circuit breaker for ``node``.
+
+        The node is quarantined and its evidence kept, but it is not replaced;
+        a critical finding says so. ``respond`` on it later replaces it.
+        """
+        incident = self.open(node, findings, status="circuit-open")
+        want = self._desired(incident.service)
+        db = self.session.db
+        limit = self.session.fleet.environments[
+            self.session.environment
+        ].circuit_breaker
+        self._quarantine(incident)
+        digest, _earliest = self._capture(incident, want)
+        update_incident(db, incident, step="evidence", evidence=digest)
+        alarm = Finding(
+            source="node",
+            kind="circuit-open",
+            severity=Severity.CRITICAL,
+            subject=f"service:{incident.service}",
+            summary=f"service {incident.service} drifted {limit.drifts} times "
+            f"within {limit.window} s: replacement stopped, {node} kept "
+            "quarantined for analysis",
+            found_at=utc_now(),
+            details={"incident": incident.id, "node": node, "evidence": digest},
+            csf=("DE.AE-02", "DE.AE-08", "RS.MA-01"),
+            environment=self.session.environment,
+        )
+        record_findings(db, [alarm])
+        self.record(
+            "incident.circuit-open",
+            node,
+            {"incident": incident.id, "finding": alarm.id, "evidence": digest},
+        )
+        self.progress(
+            f"[{node}] circuit breaker open: kept quarantined, not replaced "
+            f"(zerodrift respond {node} replaces it)"
+        )
+        return incident
+
     def respond(self, node: str, findings: Sequence[Finding] = ()) -> Incident:
         """Run (or resume) the playbook for ``node``; return the incident.
 
@@ -146,7 +197,7 @@ class Responder:
         incident = find_open(self.session.db, node) or self.open(
             node, findings, status="responding"
         )
-        if incident.status == "awaiting-approval":
+        if incident.status in ("awaiting-approval", "circuit-open"):
             incident = update_incident(self.session.db, incident, status="responding")
             self.record(
                 "incident.approved",
@@ -176,28 +227,15 @@ class Responder:
 
     def _run(self, incident: Incident, want: DesiredService) -> None:
         db = self.session.db
-        backend = self.session.backend
         node = incident.node
-        if not incident.done("replaced"):
+        if incident.replacement is None:
+            # A held incident (circuit breaker) is quarantined, not replaced.
             replacement = self._replace(incident, want)
-            update_incident(db, incident, step="replaced", replacement=replacement)
+            step = incident.step if incident.done("replaced") else "replaced"
+            update_incident(db, incident, step=step, replacement=replacement)
             self.progress(f"[{node}] replacement {replacement} is healthy")
         if not incident.done("quarantined"):
-            # Paused processes cannot be listed: keep the list from just
-            # before the pause (stored at once, so a crash cannot lose it).
-            processes = _json(
-                _or_error(lambda: [vars(p) for p in backend.processes(node)])
-            )
-            update_incident(
-                db,
-                incident,
-                detail={**incident.detail, "processes": self.store.put(processes)},
-            )
-            with _gone_is_fine():
-                backend.quarantine(node)
-            update_incident(db, incident, step="quarantined")
-            self.record("incident.quarantined", node, {"incident": incident.id})
-            self.progress(f"[{node}] quarantined: networks cut, processes paused")
+            self._quarantine(incident)
         if not incident.done("evidence"):
             digest, earliest = self._capture(incident, want)
             ttd = None
@@ -241,6 +279,24 @@ class Responder:
                     "ttr_seconds": incident.ttr_seconds,
                 },
             )
+
+    def _quarantine(self, incident: Incident) -> None:
+        db = self.session.db
+        backend = self.session.backend
+        node = incident.node
+        # Paused processes cannot be listed: keep the list from just
+        # before the pause (stored at once, so a crash cannot lose it).
+        processes = _json(_or_error(lambda: [vars(p) for p in backend.processes(node)]))
+        update_incident(
+            db,
+            incident,
+            detail={**incident.detail, "processes": self.store.put(processes)},
+        )
+        with _gone_is_fine():
+            backend.quarantine(node)
+        update_incident(db, incident, step="quarantined")
+        self.record("incident.quarantined", node, {"incident": incident.id})
+        self.progress(f"[{node}] quarantined: networks cut, processes paused")
 
     def _replace(self, incident: Incident, want: DesiredService) -> str:
         actual = self._node(incident.node)
@@ -413,7 +469,11 @@ def answer_findings(
         service = str(found[0].details.get("service", ""))
         policy = responder.policy(service)
         if policy == "auto":
-            incidents.append(responder.respond(node, found))
+            existing = find_open(responder.session.db, node)
+            if existing is None and responder.breaker_open(service):
+                incidents.append(responder.hold(node, found))
+            elif existing is None or existing.status != "circuit-open":
+                incidents.append(responder.respond(node, found))
         elif policy == "approve":
             existing = find_open(responder.session.db, node)
             incidents.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,47 @@ def test_a_responder_killed_after_quarantine_resumes_without_a_second_node(
     assert resumed["evidence"]
     assert len(_running(backend, rt_project, "web")) == replicas
     assert web not in {n.name for n in backend.list_nodes()}
+
+
+def test_circuit_breaker_keeps_the_node_quarantined_after_repeated_drift(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    spec = rt_project / "fleet.yaml"
+    text = spec.read_text()
+    dev = text.index("  dev:")
+    spec.write_text(
+        text[:dev]
+        + text[dev:].replace(
+            "response: alert",
+            "response: auto\n    circuit_breaker: {drifts: 1, window: 1h}",
+            1,
+        )
+    )
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    first = _node(backend, rt_project, "web")
+    _exec(backend, first, "exec sleep 120", detach=True)
+    assert cli("check", "--env", ENV, "--respond", cwd=rt_project).code == 1
+    second = _node(backend, rt_project, "web")
+    _exec(backend, second, "exec sleep 120", detach=True)
+    result = cli("check", "--env", ENV, "--respond", cwd=rt_project)
+    assert result.code == 1
+    assert "circuit breaker open" in result.err
+    incidents = json.loads(cli("incidents", "--format", "json", cwd=rt_project).out)[
+        "incidents"
+    ]
+    assert [(i["node"], i["status"]) for i in incidents] == [
+        (first, "resolved"),
+        (second, "circuit-open"),
+    ]
+    assert incidents[1]["evidence"]
+    assert backend.inspect(second)["State"]["Status"] == "paused"
+    with sqlite3.connect(rt_project / ".zerodrift" / "state.db") as conn:
+        alarms = conn.execute(
+            "SELECT severity FROM findings WHERE kind = 'circuit-open'"
+        ).fetchall()
+    assert alarms == [("critical",)]
+    # A person decides: respond replaces the held node.
+    result = cli("respond", second, "--format", "json", cwd=rt_project)
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["status"] == "resolved"
+    assert second not in {n.name for n in backend.list_nodes()}
