@@ -27,6 +27,7 @@ from zerodrift._cli.commands import (
     sign,
     spec,
     verify,
+    watch,
 )
 
 __all__ = ["COMMANDS"]
@@ -44,6 +45,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     apply,
     recover,
     check,
+    watch,
     respond,
     incidents,
     evidence,
