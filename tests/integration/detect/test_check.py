@@ -124,3 +124,31 @@ def test_in_place_changes_and_stray_containers_are_found(
     table = cli("check", "--env", ENV, cwd=rt_project)
     assert table.code == 1
     assert f"{len(found)} finding(s)" in table.out
+
+
+def test_the_demo_helper_injects_drift_that_check_finds(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    script = Path(__file__).resolve().parents[3] / "scripts" / "inject-drift"
+    done = subprocess.run(
+        [sys.executable, str(script), ENV, "api"],
+        cwd=rt_project,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    node = done.stdout.strip()
+    code, found = _findings(cli, rt_project)
+    assert code == 1
+    assert {(f["subject"], f["kind"]) for f in found} == {
+        (node, "executable-added"),
+        (node, "foreign-process"),
+    }
