@@ -14,6 +14,8 @@ predecessor) from ``bench_runtime``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import queue
@@ -96,7 +98,8 @@ def _measure(
                 if any(f["path"] == path for f in files):
                     break
             detect.append(seen - began)
-            code = main(["-q", "-C", str(project), "respond", node])
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = main(["-q", "-C", str(project), "respond", node])
             if code != 0:
                 raise SystemExit(f"respond failed with {code}")
             recover.append(time.perf_counter() - began)

@@ -31,7 +31,7 @@ from zerodrift.detect.nodes import (
     writable_roots,
 )
 from zerodrift.reconcile.journal import Journal
-from zerodrift.runtime._http import ApiError
+from zerodrift.runtime._http import ApiError, quote_name
 from zerodrift.runtime.backend import LABEL_ENVIRONMENT, LABEL_FLEET, ActualNode
 from zerodrift.runtime.podman import live_facts
 from zerodrift.state import utc_now
@@ -108,7 +108,7 @@ def check_environment(session: Session, *, skip: Iterable[str] = ()) -> CheckRes
         try:
             item = observe_node(backend, node, want)
         except ApiError as exc:
-            if exc.status in (404, 409):
+            if exc.status in (404, 409) or not _exists(backend, node.name):
                 continue  # removed or stopped since the listing
             raise
         if (
@@ -133,6 +133,14 @@ def check_environment(session: Session, *, skip: Iterable[str] = ()) -> CheckRes
         time.monotonic() - started,
         truncated,
     )
+
+
+def _exists(backend: PodmanBackend, name: str) -> bool:
+    """Whether a container still exists (podman reports a removal race as 500)."""
+    status, _ = backend.client.request(
+        "GET", f"/containers/{quote_name(name)}/exists", ok=(404,)
+    )
+    return status != 404
 
 
 def observe_node(

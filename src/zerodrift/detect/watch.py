@@ -114,6 +114,7 @@ class WatchStats:
     events: int = 0
     file_events: int = 0
     reported: int = 0
+    failures: int = 0
     seen: set[str] = field(default_factory=set)
 
 
@@ -143,6 +144,7 @@ def watch(
     stats = WatchStats()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
+    os.set_blocking(wake_write, False)
     previous = _install_signals(stop, wake_write)
     files = FileWatcher()
     events = threading.Thread(
@@ -161,8 +163,10 @@ def watch(
                 time.sleep(settle)
                 files.drain()
                 _drain_pipe(wake_read)
-                _check_once(session, skip, report, stats)
-                _watch_nodes(session, files)
+                if not _check_once(session, skip, report, stats, files):
+                    stop.wait(min(interval, 1.0))
+                    pending = True
+                    continue
                 next_full = time.monotonic() + interval
                 pending = False
             timeout = max(0.0, next_full - time.monotonic())
@@ -187,13 +191,26 @@ def _check_once(
     skip: Callable[[], Iterable[str]],
     report: Callable[[list[Finding], CheckResult], None],
     stats: WatchStats,
-) -> None:
-    result = check_environment(session, skip=set(skip()))
-    stats.checks += 1
-    fresh = _fresh(result.findings, stats.seen)
-    if fresh:
-        stats.reported += len(fresh)
-        report(fresh, result)
+    files: FileWatcher,
+) -> bool:
+    """Check once and refresh the file watches; ``False`` when it failed.
+
+    A failure (the runtime restarting, a node vanishing mid-check) is logged
+    and the caller checks again shortly.
+    """
+    try:
+        result = check_environment(session, skip=set(skip()))
+        stats.checks += 1
+        fresh = _fresh(result.findings, stats.seen)
+        if fresh:
+            stats.reported += len(fresh)
+            report(fresh, result)
+        _watch_nodes(session, files)
+    except OperationalError as exc:
+        stats.failures += 1
+        _logger.warning("check failed, retrying: %s", exc.message)
+        return False
+    return True
 
 
 def _fresh(findings: list[Finding], seen: set[str]) -> list[Finding]:
@@ -269,15 +286,20 @@ def _install_signals(stop: threading.Event, wake: int) -> dict[int, Any]:
 
     def handler(_signum: int, _frame: object) -> None:
         stop.set()
-        with contextlib.suppress(OSError):
-            os.write(wake, b"s")
 
-    return {
+    previous: dict[int, Any] = {
         signum: signal.signal(signum, handler)
         for signum in (signal.SIGTERM, signal.SIGINT)
     }
+    # The kernel may deliver the signal to the event thread; the wake-up fd
+    # makes the main thread's select return so the handler runs at once.
+    previous[0] = signal.set_wakeup_fd(wake, warn_on_full_buffer=False)
+    return previous
 
 
 def _restore_signals(previous: dict[int, Any]) -> None:
     for signum, handler in previous.items():
-        signal.signal(signum, handler)
+        if signum == 0:
+            signal.set_wakeup_fd(handler)
+        else:
+            signal.signal(signum, handler)
