@@ -77,8 +77,20 @@ CSF: dict[str, tuple[str, ...]] = {
 }
 """CSF 2.0 subcategories each kind of node finding supports."""
 
-RUNTIME_PATHS = frozenset({"/etc/passwd", "/etc/group"})
-"""Files podman itself writes when it starts a node whose user has no entry.
+RUNTIME_PATHS = frozenset(
+    {
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+        "/run/.containerenv",
+    }
+)
+"""Files podman itself writes into a node's layer.
+
+User entries for a node user the image does not list, and mount points it
+creates when the image lacks them.
 
 TODO: these are trusted by path; compare their content with a baseline taken
 when the node is created once apply records one.
@@ -386,7 +398,8 @@ def file_drift(want: DesiredService, node: ObservedNode, *, now: str) -> list[Fi
     allowed = _writable_roots(want.config)
     found: list[Finding] = []
     outside = _significant(
-        [c for c in node.changes if not _under(c.path, allowed)], RUNTIME_PATHS
+        [c for c in node.changes if not _under(c.path, allowed)],
+        RUNTIME_PATHS | _mount_points(node.inspect),
     )
     if outside:
         found.append(
@@ -451,20 +464,31 @@ def _under(path: str, roots: Iterable[str]) -> bool:
     )
 
 
+def _mount_points(inspect: Mapping[str, Any]) -> frozenset[str]:
+    """Where the runtime mounts something (it creates missing mount points)."""
+    host = inspect.get("HostConfig") or {}
+    points = {str(m.get("Destination")) for m in inspect.get("Mounts") or []}
+    points |= set(host.get("Tmpfs") or {})
+    return frozenset(points)
+
+
 def _significant(
     changes: Sequence[FileChange], ignored: frozenset[str]
 ) -> list[FileChange]:
-    """Drop ignored paths and directories changed only because a child did."""
-    paths = {c.path for c in changes}
+    """Drop ignored paths and folders listed because something below changed.
+
+    What changed below a folder is judged on its own.
+    """
+    paths = {c.path for c in changes} | set(ignored)
     kept = []
     for change in sorted(changes, key=lambda c: c.path):
         if change.path in ignored:
             continue
-        parent_only = change.kind == "changed" and any(
+        ancestor = change.kind != "deleted" and any(
             p != change.path and p.startswith(change.path.rstrip("/") + "/")
             for p in paths
         )
-        if not parent_only:
+        if not ancestor:
             kept.append(change)
     return kept
 

@@ -266,6 +266,26 @@ FILE_CASES = [
         ["/srv/www/index.html"],
     ),
     ([FileChange("/evil", "added")], None, ["file-changed"], ["/evil"]),
+    # Mount points podman creates when the image lacks them are not drift.
+    (
+        [
+            FileChange("/etc", "changed"),
+            FileChange("/etc/hosts", "added"),
+            FileChange("/etc/resolv.conf", "added"),
+            FileChange("/run", "added"),
+            FileChange("/run/.containerenv", "added"),
+            FileChange("/run/secrets", "added"),
+        ],
+        None,
+        [],
+        [],
+    ),
+    (
+        [FileChange("/run", "added"), FileChange("/run/x.sh", "added")],
+        None,
+        ["file-changed"],
+        ["/run/x.sh"],
+    ),
     # Inside declared writable paths and volumes the layer may change.
     (
         [FileChange("/tmp/x", "added"), FileChange("/var/lib/db/row", "changed")],
