@@ -95,8 +95,13 @@ def test_apply_is_clean_then_a_written_script_and_a_shell_are_found(
     ocsf = cli("check", "--env", ENV, "--format", "ocsf", cwd=rt_project)
     assert ocsf.code == 1
     lines = [json.loads(line) for line in ocsf.out.splitlines()]
-    assert {line["class_uid"] for line in lines} == {2004}
-    assert {line["resources"][0]["name"] for line in lines} == {api}
+    assert [line["class_uid"] for line in lines].count(2004) == 2
+    findings = [line for line in lines if line["class_uid"] == 2004]
+    assert {line["resources"][0]["name"] for line in findings} == {api}
+    (activity,) = [line for line in lines if line["class_uid"] == 1001]
+    assert activity["file"]["path"] == "/tmp/implant.sh"
+    assert activity["activity_name"] == "Create"
+    assert activity["device"]["name"] == api
 
 
 def test_in_place_changes_and_stray_containers_are_found(

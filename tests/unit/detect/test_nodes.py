@@ -379,7 +379,7 @@ def test_quarantined_nodes_are_skipped() -> None:
 
 
 def test_findings_are_stable_and_render_as_ocsf() -> None:
-    from zerodrift.detect.findings import to_ocsf
+    from zerodrift.detect.findings import ocsf_file_activities, to_ocsf
 
     node = _node(changes=[FileChange("/usr/bin/nc", "added")])
     first, second = _check(node), _check(node)
@@ -388,6 +388,12 @@ def test_findings_are_stable_and_render_as_ocsf() -> None:
     assert ocsf["class_uid"] == 2004
     assert ocsf["resources"][0]["name"] == "shop-dev-db-1"
     assert "DE.CM-09" in ocsf["metadata"]["labels"]
+    (activity,) = ocsf_file_activities(first[0])
+    assert activity["class_uid"] == 1001
+    assert (activity["activity_id"], activity["type_uid"]) == (1, 100101)
+    assert activity["file"]["path"] == "/usr/bin/nc"
+    assert activity["metadata"]["correlation_uid"] == first[0].id
+    assert ocsf_file_activities(_check(_node(name="x", labels={}))[0]) == []
 
 
 PROCESS_CASES = [

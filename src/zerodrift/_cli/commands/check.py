@@ -31,7 +31,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "processes not started by its entrypoint, and missing, unrecorded or\n"
         "unmanaged nodes. Without --env, every environment apply has deployed.\n"
         "Findings are stored, written to the audit trail, and printed;\n"
-        "--format ocsf prints one OCSF Detection Finding per line.\n"
+        "--format ocsf prints one OCSF Detection Finding per line, followed\n"
+        "by a File System Activity event per file it names.\n"
         "With --respond, each drifted node's response policy applies: 'auto'\n"
         "replaces it (see zerodrift respond), 'approve' opens an incident\n"
         "that waits for zerodrift respond NODE, 'alert' only reports.\n"
@@ -122,12 +123,13 @@ def _environments(ctx: Context) -> list[str]:
 
 
 def _render(output: str, results: list[Any]) -> None:
-    from zerodrift.detect.findings import to_ocsf
+    from zerodrift.detect.findings import ocsf_file_activities, to_ocsf
 
     if output == "ocsf":
         for result in results:
             for finding in result.findings:
-                sys.stdout.write(json.dumps(to_ocsf(finding), sort_keys=True) + "\n")
+                for event in (to_ocsf(finding), *ocsf_file_activities(finding)):
+                    sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
         return
     if output == "json":
         emit_json("check", {"environments": [r.to_dict() for r in results]})

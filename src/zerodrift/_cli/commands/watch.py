@@ -51,7 +51,7 @@ def run(ctx: Context) -> int:
     from zerodrift._cli.commands.check import _record, _respond
     from zerodrift._cli.output import console
     from zerodrift._cli.runtime import open_session, progress_for
-    from zerodrift.detect.findings import to_ocsf
+    from zerodrift.detect.findings import ocsf_file_activities, to_ocsf
     from zerodrift.detect.watch import watch
     from zerodrift.respond.incidents import quarantined_nodes
 
@@ -66,7 +66,10 @@ def run(ctx: Context) -> int:
         _record(ctx, environment, scoped)
         for finding in fresh:
             if ctx.args.format == "ocsf":
-                line = json.dumps(to_ocsf(finding), sort_keys=True)
+                line = "\n".join(
+                    json.dumps(event, sort_keys=True)
+                    for event in (to_ocsf(finding), *ocsf_file_activities(finding))
+                )
             elif ctx.args.format == "json":
                 line = json.dumps(finding.to_dict(), sort_keys=True)
             else:
