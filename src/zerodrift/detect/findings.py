@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from zerodrift import __version__
 from zerodrift._internal.canonical import canonical_json, sha256_hex
@@ -28,6 +28,7 @@ __all__ = [
     "list_findings",
     "ocsf_file_activities",
     "record_findings",
+    "set_status",
     "to_ocsf",
 ]
 
@@ -124,6 +125,24 @@ def record_findings(db: Database, found: Iterable[Finding]) -> list[str]:
             if inserted:
                 new.append(item.id)
     return new
+
+
+def set_status(db: Database, ids: Iterable[str], status: str) -> int:
+    """Set the status (``open``, ``resolved``...) of stored findings.
+
+    Returns:
+        How many findings were updated.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return 0
+    with db.write() as conn:
+        result = conn.execute(
+            update(findings_table)
+            .where(findings_table.c.id.in_(wanted))
+            .values(status=status)
+        )
+    return int(result.rowcount)
 
 
 def list_findings(

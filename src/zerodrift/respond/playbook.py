@@ -36,7 +36,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from zerodrift.detect.check import observe_node
-from zerodrift.detect.findings import Finding, Severity, record_findings
+from zerodrift.detect.findings import (
+    Finding,
+    Severity,
+    list_findings,
+    record_findings,
+    set_status,
+)
 from zerodrift.detect.nodes import RUNTIME_PATHS, node_drift, writable_roots
 from zerodrift.errors import ConfigError, OperationalError
 from zerodrift.reconcile.plan import Action
@@ -118,7 +124,7 @@ class Responder:
             service=service,
             node=node,
             policy=self.policy(service),
-            findings=[f.to_dict() for f in findings],
+            findings=[f.to_dict() for f in findings] or self._stored_findings(node),
             status=status,
         )
         self.record(
@@ -269,6 +275,7 @@ class Responder:
                 resolved_at=resolved,
                 ttr_seconds=seconds_between(incident.detected_at, resolved),
             )
+            set_status(db, [f["id"] for f in incident.findings], "resolved")
             self.record(
                 "incident.resolved",
                 node,
@@ -419,6 +426,14 @@ class Responder:
         self.progress(f"[{incident.node}] replacement {name} verified clean")
 
     # --- helpers ------------------------------------------------------------
+
+    def _stored_findings(self, node: str) -> list[dict[str, Any]]:
+        """The open findings stored about ``node`` (for a manual response)."""
+        return [
+            {key: value for key, value in item.items() if key != "status"}
+            for item in list_findings(self.session.db, source="node", status="open")
+            if item["subject"] == node and item["kind"] in RESPONDED_KINDS
+        ]
 
     def _node(self, name: str) -> ActualNode:
         try:

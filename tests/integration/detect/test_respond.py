@@ -51,6 +51,17 @@ def test_respond_replaces_the_node_and_keeps_signed_evidence(
     assert incident["status"] == "resolved"
     assert incident["step"] == "verified"
     assert incident["ttr_seconds"] > 0
+    # A manual response takes over what check found about the node.
+    assert {f["kind"] for f in incident["findings"]} == {
+        "executable-added",
+        "foreign-process",
+    }
+    assert incident["detected_at"] < incident["opened_at"]
+    with sqlite3.connect(rt_project / ".zerodrift" / "state.db") as conn:
+        statuses = conn.execute(
+            "SELECT DISTINCT status FROM findings WHERE subject = ?", (api,)
+        ).fetchall()
+    assert statuses == [("resolved",)]
     replacement = incident["replacement"]
     after = _running(backend, rt_project, "api")
     assert api not in after
