@@ -80,7 +80,6 @@ def _verifier(ctx: Context) -> ImageVerifier:
         keys_for=ctx.trusted_keys,
         known_keys=ctx.trusted_keys(),
         commit_exists=git_commit_exists(ctx.project.root),
-        record=ctx.record,
     )
 
 
@@ -104,28 +103,12 @@ def load_private_key(path: Path, name: str) -> ec.EllipticCurvePrivateKey:
         ConfigError: The key is missing, the passphrase is wrong, or the key
             is not an ECDSA P-256 key.
     """
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from zerodrift.protect.keys import PASSPHRASE_ENV, read_passphrase
+    from zerodrift.protect.keys import load_private_key as decrypt
+    from zerodrift.protect.keys import read_passphrase
 
-    passphrase = read_passphrase(purpose=f"key {name!r}")
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read private key {path}: {exc.strerror}",
-            hint="sealed secrets are opened with the project's private key",
-            reference="key-missing",
-        ) from exc
-    try:
-        key = serialization.load_pem_private_key(pem, password=passphrase)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"cannot decrypt {path}: wrong passphrase or not a private key",
-            hint=f"check {PASSPHRASE_ENV}",
-            reference="key-passphrase-wrong",
-        ) from exc
+    key = decrypt(path, read_passphrase(purpose=f"key {name!r}"))
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ConfigError(
             f"{path} is not an ECDSA P-256 key; sealed secrets need one",

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import or_, select
 
 from zerodrift.govern.audit import AuditRecord, AuditTrail, Checkpoint, RecordFilter
+from zerodrift.oci.layout import Layout
+from zerodrift.protect.evidence import StoreEvidence
 from zerodrift.protect.keys import PublicKey
 from zerodrift.spec import LoadedSpec
 from zerodrift.spec.models import Compliance
@@ -30,10 +32,22 @@ from zerodrift.state.schema import (
     audit_checkpoints,
     findings,
     inventory_snapshots,
+    reconcile_nodes,
+    reconcile_runs,
+    recoveries,
     spec_revisions,
 )
 
-__all__ = ["Evidence", "FindingRow", "Snapshot", "SpecRevision", "parse_time"]
+__all__ = [
+    "DeployRun",
+    "Evidence",
+    "FindingRow",
+    "NodeRow",
+    "Recovery",
+    "Snapshot",
+    "SpecRevision",
+    "parse_time",
+]
 
 
 def parse_time(text: str) -> datetime:
@@ -74,6 +88,44 @@ class FindingRow(NamedTuple):
     incident_id: str | None
 
 
+@dataclass(frozen=True)
+class NodeRow:
+    """A node zerodrift created and had not destroyed by ``as_of``."""
+
+    name: str
+    environment: str
+    service: str
+    image_digest: str
+    created_at: str
+    facts_digest: str | None
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A recorded recovery (a drill or a real one) of one environment."""
+
+    id: int
+    run_id: str
+    environment: str
+    drill: bool
+    status: str
+    finished_at: str
+    rto_seconds: float | None
+
+
+@dataclass(frozen=True)
+class DeployRun:
+    """A reconcile run (apply or recover) that finished by ``as_of``."""
+
+    run_id: str
+    environment: str
+    kind: str
+    status: str
+    started_at: str
+    git_commit: str | None
+
+
 @dataclass
 class Evidence:
     """What was recorded, as of ``as_of``, for one or every environment.
@@ -89,6 +141,8 @@ class Evidence:
         keys: Returns the trusted public keys (may raise ``ConfigError``).
         witness: The audit witness file, consulted only for current reports.
         historical: Whether ``as_of`` was asked for (``--at``).
+        store: The OCI image store (its attestations prove builds, whose
+            digests and times the audit trail records).
     """
 
     db: Database
@@ -99,6 +153,7 @@ class Evidence:
     keys: Callable[[], list[PublicKey]] = list
     witness: Path | None = None
     historical: bool = False
+    store: Path | None = None
 
     @cached_property
     def snapshot(self) -> Snapshot | None:
@@ -191,3 +246,102 @@ class Evidence:
         with self.db.read() as conn:
             rows = conn.execute(query).all()
         return [FindingRow._make(row) for row in rows]
+
+    def audit_of(self, action: str) -> list[AuditRecord]:
+        """Audit records of one action recorded by ``as_of``, oldest first."""
+        until = format_time(parse_time(self.as_of) + timedelta(microseconds=1))
+        flt = RecordFilter(action=action, until=until)
+        return list(AuditTrail(self.db).records(flt))
+
+    @cached_property
+    def nodes(self) -> list[NodeRow]:
+        """Nodes alive at ``as_of`` (created by then, not yet destroyed)."""
+        t = reconcile_nodes
+        query = (
+            select(t)
+            .where(t.c.created_at <= self.as_of)
+            .where(or_(t.c.destroyed_at.is_(None), t.c.destroyed_at > self.as_of))
+            .order_by(t.c.environment, t.c.name)
+        )
+        if self.environment is not None:
+            query = query.where(t.c.environment == self.environment)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            NodeRow(
+                r.name,
+                r.environment,
+                r.service,
+                r.image_digest,
+                r.created_at,
+                r.facts_digest,
+                json.loads(r.spec),
+            )
+            for r in rows
+        ]
+
+    @cached_property
+    def recoveries(self) -> list[Recovery]:
+        """Recoveries finished by ``as_of``, oldest first."""
+        t = recoveries
+        query = (
+            select(t)
+            .where(t.c.finished_at.is_not(None), t.c.finished_at <= self.as_of)
+            .order_by(t.c.finished_at, t.c.id)
+        )
+        if self.environment is not None:
+            query = query.where(t.c.environment == self.environment)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Recovery(
+                r.id,
+                r.run_id,
+                r.environment,
+                bool(r.drill),
+                r.status,
+                r.finished_at,
+                r.rto_seconds,
+            )
+            for r in rows
+        ]
+
+    @cached_property
+    def deploy_runs(self) -> list[DeployRun]:
+        """Apply and recover runs finished by ``as_of``, oldest first."""
+        t = reconcile_runs
+        query = (
+            select(t)
+            .where(t.c.kind.in_(("apply", "recover")))
+            .where(t.c.finished_at.is_not(None), t.c.finished_at <= self.as_of)
+            .order_by(t.c.started_at, t.c.run_id)
+        )
+        if self.environment is not None:
+            query = query.where(t.c.environment == self.environment)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            DeployRun(
+                r.run_id, r.environment, r.kind, r.status, r.started_at, r.git_commit
+            )
+            for r in rows
+        ]
+
+    @cached_property
+    def image_store(self) -> StoreEvidence | None:
+        """Verified attestations in the image store (``None`` without a store).
+
+        Signatures count only when made by a key :attr:`keys` returns.
+
+        Raises:
+            ConfigError: The trusted keys cannot be loaded.
+        """
+        if self.store is None or not self.store.is_dir():
+            return None
+        layout = Layout.open(self.store)
+        return StoreEvidence(layout, self.keys(), AuditTrail(self.db))
+
+    @cached_property
+    def builds(self) -> dict[str, AuditRecord]:
+        """The newest ``image.build`` audit record by ``as_of``, per image name."""
+        return {r.subject.partition("@")[0]: r for r in self.audit_of("image.build")}

@@ -64,7 +64,8 @@ class EvidenceRef:
 
     Attributes:
         kind: The record type: ``audit-record``, ``inventory-snapshot``,
-            ``finding``, ``spec-revision``, ``spec``, ``trust-key``...
+            ``finding``, ``spec-revision``, ``spec``, ``trust-key``, ``node``,
+            ``recovery``, ``reconcile-run``...
         id: Its identifier in that store (audit seq, snapshot id, finding id).
         note: What about it mattered, in a few words.
         recorded_at: When it was recorded, if it has a time.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from zerodrift.detect.findings import Severity
+from zerodrift.protect.provenance import CYCLONEDX_BOM, GOLDEN_MANIFEST, SLSA_PROVENANCE
 
 __all__ = [
     "ATTESTATION_TYPES",
@@ -22,22 +23,21 @@ __all__ = [
     "collect_image_facts",
 ]
 
-# in-toto predicate types that satisfy each attestation rule.
-# TODO: align the golden-manifest type with the one the image build writes,
-# and drop it from here once the build exports its constant.
+# in-toto predicate types that satisfy each attestation rule: the ones the
+# image build signs, plus common equivalents from other build systems.
 ATTESTATION_TYPES: dict[str, frozenset[str]] = {
     "image-provenance": frozenset(
-        {"https://slsa.dev/provenance/v1", "https://slsa.dev/provenance/v0.2"}
+        {SLSA_PROVENANCE, "https://slsa.dev/provenance/v0.2"}
     ),
     "image-sbom": frozenset(
         {
-            "https://cyclonedx.org/bom",
+            CYCLONEDX_BOM,
             "https://cyclonedx.org/bom/v1.5",
             "https://cyclonedx.org/bom/v1.6",
             "https://spdx.dev/Document",
         }
     ),
-    "image-golden-manifest": frozenset({"https://zerodrift.dev/golden-manifest/v1"}),
+    "image-golden-manifest": frozenset({GOLDEN_MANIFEST}),
 }
 
 

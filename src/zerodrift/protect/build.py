@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Signer
 
@@ -73,6 +73,9 @@ from zerodrift.protect.rootfs import (
     extract_tar,
 )
 from zerodrift.spec.models import Fleet, Image
+
+if TYPE_CHECKING:
+    from zerodrift.protect.hardening import HardeningReport
 
 __all__ = [
     "BuildOptions",
@@ -217,6 +220,7 @@ class _Build:
     lock_entry: LockedBase | None = None
     base_digest: str | None = None
     copied: list[str] = field(default_factory=list)
+    hardening: HardeningReport | None = None
 
     def __post_init__(self) -> None:
         self.base = Tree(self.work / "base")
@@ -527,6 +531,7 @@ def _check_hardening(build: _Build, rootfs: Path) -> None:
         today=build.options.today or date.today(),
     )
     enforce(report)
+    build.hardening = report
     build.say(f"hardening: {len(report.findings)} finding(s), none blocking")
 
 
@@ -677,7 +682,15 @@ def _attest(build: _Build, result: BuildResult) -> BuildResult:
         return result
     from zerodrift.protect.attest import attest_build
 
-    stored = attest_build(result, build.layout, signer)
+    # The hardening report is signed too: it is the evidence that the image
+    # passed its checks, with which findings were waived, on which day.
+    stored = attest_build(
+        result,
+        build.layout,
+        signer,
+        hardening=build.hardening,
+        checked_on=build.options.today or date.today(),
+    )
     build.say(f"signed {len(stored)} attestation(s)")
     return replace(result, attestations=tuple(stored))
 

@@ -84,13 +84,22 @@ class StoreEvidence:
         return str(commit) if commit else None
 
     def verified_in(self, digest: str) -> Collection[str]:
-        """Environments where ``zerodrift verify`` accepted ``digest``."""
+        """Environments where ``digest`` passed verification.
+
+        Both ``zerodrift verify --env E`` and every deploy to ``E`` (which
+        verifies before it runs anything) record ``image.verified``; a deploy
+        whose verification was switched off (a runtime test's
+        ``UnsafeNoVerification``) does not count.
+        """
         environments = set()
         for record in self.audit.records(RecordFilter(action="image.verified")):
-            if record.subject.endswith("@" + digest):
-                environment = record.details.get("environment")
-                if environment:
-                    environments.add(str(environment))
+            details = record.details
+            if not record.subject.endswith("@" + digest):
+                continue
+            if str(details.get("verifier", "")).startswith("Unsafe"):
+                continue
+            if details.get("environment"):
+                environments.add(str(details["environment"]))
         return environments
 
     def hardening_findings(self, digest: str) -> Sequence[HardeningFinding]:
@@ -108,6 +117,10 @@ class StoreEvidence:
             for item in statement["predicate"].get("findings", [])
             if not item.get("waived")
         )
+
+    def statement(self, digest: str, predicate_type: str) -> dict[str, Any] | None:
+        """The verified in-toto statement of one type about ``digest``, if any."""
+        return self._verified(digest).statements.get(predicate_type)
 
     def _verified(self, digest: str) -> _Verified:
         cached = self._cache.get(digest)

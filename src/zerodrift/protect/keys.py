@@ -33,6 +33,7 @@ __all__ = [
     "check_passphrase",
     "generate_private_key",
     "key_id",
+    "load_private_key",
     "load_public_key",
     "load_signer",
     "read_passphrase",
@@ -149,11 +150,12 @@ def load_public_key(name: str, path: Path) -> PublicKey:
     return PublicKey(name, keyid, SSlibKey.from_crypto(crypto_key, keyid=keyid))
 
 
-def load_signer(path: Path, passphrase: bytes) -> CryptoSigner:
-    """Decrypt the private key at ``path`` into a signer.
+def load_private_key(path: Path, passphrase: bytes) -> PrivateKey:
+    """Decrypt the ECDSA or Ed25519 private key at ``path``.
 
     Raises:
-        ConfigError: The key file is missing, or the passphrase is wrong.
+        ConfigError: The key file is missing, the passphrase is wrong, or the
+            key is of another kind.
     """
     try:
         pem = path.read_bytes()
@@ -177,6 +179,16 @@ def load_signer(path: Path, passphrase: bytes) -> CryptoSigner:
         raise ConfigError(
             f"{path} is neither an ECDSA nor an Ed25519 key", reference="key-invalid"
         )
+    return private_key
+
+
+def load_signer(path: Path, passphrase: bytes) -> CryptoSigner:
+    """Decrypt the private key at ``path`` into a signer.
+
+    Raises:
+        ConfigError: The key file is missing, or the passphrase is wrong.
+    """
+    private_key = load_private_key(path, passphrase)
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

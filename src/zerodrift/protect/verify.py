@@ -514,25 +514,22 @@ def _layers_root(
 class TrustPolicyVerifier:
     """Verifies each image against the trust policy before it may run.
 
-    The reconciler calls :meth:`verify` before it creates any node; an image
-    that fails any step of :func:`verify_image` never runs. Each digest is
-    verified once per environment and per verifier, and every success is
-    recorded through ``record`` (the audit trail), which is also what the CI
-    gate's promotion rule reads.
+    The reconciler calls :meth:`verify` before it loads an image or creates a
+    node from it (and records each success in the audit trail); an image that
+    fails any step of :func:`verify_image` never runs. Each digest is
+    verified once per environment and per verifier.
 
     Args:
         layout: The image store.
         keys_for: The keys the trust policy allows for an environment.
         known_keys: Every key the spec knows (for precise messages).
         commit_exists: Tells whether a provenance commit is in the repository.
-        record: Appends an audit record: ``(action, subject, details)``.
     """
 
     layout: Layout
     keys_for: Callable[[str], Sequence[PublicKey]]
     known_keys: Sequence[PublicKey]
     commit_exists: Callable[[str], bool]
-    record: Callable[[str, str, dict[str, Any]], object]
     _verified: set[tuple[str, str]] = field(default_factory=set)
 
     def verify(self, image: Any, environment: str) -> None:
@@ -545,7 +542,7 @@ class TrustPolicyVerifier:
         key = (image.digest, environment)
         if key in self._verified:
             return
-        report = verify_image(
+        verify_image(
             self.layout,
             image.digest,
             allowed_keys=self.keys_for(environment),
@@ -554,13 +551,3 @@ class TrustPolicyVerifier:
             commit_exists=self.commit_exists,
         )
         self._verified.add(key)
-        self.record(
-            "image.verified",
-            f"{image.name}@{image.digest}",
-            {
-                "environment": environment,
-                "commit": report.commit,
-                "signers": report.signers,
-                "by": "reconcile",
-            },
-        )

@@ -14,10 +14,8 @@ image is a manifest annotated with ``org.opencontainers.image.ref.name``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,9 +25,9 @@ from typing import Any, Protocol, runtime_checkable
 from zerodrift.errors import (
     ConfigError,
     IntegrityError,
-    OperationalError,
     VerificationError,
 )
+from zerodrift.oci.layout import Layout
 
 __all__ = [
     "REF_NAME_ANNOTATION",
@@ -47,7 +45,6 @@ _MANIFEST_TYPES = {
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 }
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -140,43 +137,22 @@ class OciLayoutSource:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def _index(self) -> dict[str, Any]:
-        path = self.root / "index.json"
-        try:
-            data = json.loads(path.read_bytes())
-        except FileNotFoundError as exc:
+    def _layout(self) -> Layout:
+        if not (self.root / "index.json").exists():
             raise ConfigError(
                 f"no image store at {self.root}",
                 hint="build the images first (zerodrift build)",
                 reference="image-store-missing",
-            ) from exc
-        except (OSError, ValueError) as exc:
-            raise OperationalError(
-                f"cannot read {path}: {exc}", reference="image-store-unreadable"
-            ) from exc
-        if not isinstance(data, dict) or not isinstance(data.get("manifests"), list):
-            raise OperationalError(
-                f"{path} is not an OCI image index", reference="image-store-unreadable"
             )
-        return data
+        return Layout.open(self.root)
 
     def names(self) -> dict[str, str]:
-        """Return every image name in the store with its manifest digest.
-
-        When a name appears more than once, the last entry of the index wins
-        (writers append the newest build).
-        """
-        found: dict[str, str] = {}
-        for entry in self._index()["manifests"]:
-            annotations = entry.get("annotations") or {}
-            name = annotations.get(REF_NAME_ANNOTATION)
-            if (
-                name
-                and entry.get("mediaType") in _MANIFEST_TYPES
-                and _DIGEST_RE.match(str(entry.get("digest", "")))
-            ):
-                found[name] = entry["digest"]
-        return found
+        """Return every image name in the store with its manifest digest."""
+        return {
+            name: descriptor.digest
+            for name, descriptor in self._layout().tags().items()
+            if descriptor.media_type in _MANIFEST_TYPES
+        }
 
     def resolve(self, name: str) -> ResolvedImage:
         """Return the manifest digest of image ``name``.
@@ -195,24 +171,10 @@ class OciLayoutSource:
 
     def blob_path(self, digest: str) -> Path:
         """The file holding blob ``digest``."""
-        algorithm, _, hexpart = digest.partition(":")
-        return self.root / "blobs" / algorithm / hexpart
+        return Layout(self.root).blob_path(digest)
 
     def _read_json_blob(self, digest: str) -> tuple[bytes, dict[str, Any]]:
-        path = self.blob_path(digest)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise IntegrityError(
-                f"blob {digest} is missing from {self.root}",
-                reference="image-blob-missing",
-            ) from exc
-        if "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
-            raise IntegrityError(
-                f"blob {digest} in {self.root} does not match its digest",
-                hint="the store was modified; rebuild the image",
-                reference="image-blob-corrupt",
-            )
+        raw = Layout(self.root).read_blob(digest)
         return raw, json.loads(raw)
 
     def export(self, digest: str) -> Iterator[bytes]:

@@ -571,6 +571,10 @@ class Compliance(_Model):
         default_factory=_default_analysis_times,
         description="how soon a finding of each severity must leave 'open'",
     )
+    recovery_drill_interval: Duration = Field(
+        default=30 * 86400,
+        description="every environment must pass a recovery drill this often",
+    )
 
 
 class Fleet(_Model):

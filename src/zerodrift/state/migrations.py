@@ -62,6 +62,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             schema.recoveries,
         ),
     ),
+    Migration(
+        40,
+        "host FIM: recorded baselines and check runs",
+        _create(schema.fim_baselines, schema.fim_runs),
+    ),
     Migration(60, "compliance report runs", _create(schema.report_runs)),
     Migration(30, "incidents of the drift response", _create(schema.incidents)),
 )

@@ -27,6 +27,8 @@ __all__ = [
     "audit_checkpoints",
     "audit_records",
     "findings",
+    "fim_baselines",
+    "fim_runs",
     "reconcile_nodes",
     "reconcile_runs",
     "reconcile_steps",
@@ -202,6 +204,36 @@ recoveries = Table(
     Column("finished_at", String(32)),
     Column("rto_seconds", Float),
     Column("nodes", Integer, nullable=False),
+)
+
+
+fim_baselines = Table(
+    "fim_baselines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("path", Text, nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("entries", Integer, nullable=False),
+    Column("algorithm", String(20), nullable=False),
+    Column("source", Text, nullable=False),
+    Index("ix_fim_baselines_path", "path"),
+)
+
+fim_runs = Table(
+    "fim_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("baseline_digest", String(80), nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32), nullable=False),
+    Column("mode", String(10), nullable=False),
+    Column("sample_position", Integer, nullable=False),
+    Column("scanned", Integer, nullable=False),
+    Column("hashed", Integer, nullable=False),
+    Column("changes", Integer, nullable=False),
+    Index("ix_fim_runs_baseline_digest", "baseline_digest"),
 )
 
 incidents = Table(

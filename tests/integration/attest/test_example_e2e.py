@@ -47,7 +47,9 @@ def test_push_pull_into_a_clone_then_verify(
     clone = example.clone(tmp_path / "clone")
     pulled = example.run("pull", f"{url}@{digest}", "--format", "json", cwd=clone)
     assert pulled.returncode == 0, pulled.stderr
-    assert len(json.loads(pulled.stdout)["referrers"]) == 4
+    # The golden manifest, and four signed statements (provenance, SBOM, golden
+    # manifest, hardening report).
+    assert len(json.loads(pulled.stdout)["referrers"]) == 5
 
     verified = example.run("verify", "api", "--env", "prod", cwd=clone)
     assert verified.returncode == 0, verified.stderr

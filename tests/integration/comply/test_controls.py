@@ -41,6 +41,14 @@ def test_every_control_is_registered_with_known_subcategories() -> None:
         "spec-committed",
         "findings-analysed-in-time",
         "trust-keys-per-environment",
+        "images-signed-attested",
+        "hardening-resolved",
+        "no-baked-secrets",
+        "nodes-least-privilege",
+        "nodes-within-max-age",
+        "recovery-drill-recent",
+        "gate-passed-before-deploy",
+        "no-unmanaged-nodes",
     }
     for control in controls:
         assert all(csf.item(s) is not None for s in control.csf), control.id

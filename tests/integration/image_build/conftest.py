@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from zerodrift.runtime.service import containers_conf_path
+
 
 @dataclass(frozen=True)
 class Podman:
@@ -33,20 +35,13 @@ class Podman:
 
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
-    """Podman with runc, cgroupfs and its own storage (see ENVIRONMENT.md)."""
+    """Podman with zerodrift's shipped configuration and its own storage."""
     if shutil.which("podman") is None or shutil.which("runc") is None:
         pytest.skip("podman and runc are not installed")
     base = tmp_path_factory.mktemp("podman")
-    conf = base / "containers.conf"
-    conf.write_text(
-        "[containers]\n"
-        'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
-        'default_capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", '
-        '"KILL", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", '
-        '"SYS_CHROOT"]\n'
-        "[engine]\n"
-        'runtime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
-    )
+    # The configuration zerodrift ships for hosts like these (runc, cgroupfs,
+    # file events, ulimits within the VM's limits).
+    conf = containers_conf_path()
     storage = base / "storage.conf"
     storage.write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{base / "graph"}"\n'

@@ -46,7 +46,7 @@ def test_build_prints_json_and_records_each_image(
     assert image["image"] == "web"
     assert image["manifest_digest"].startswith("sha256:")
     assert image["dirty"] is False
-    assert len(image["attestations"]) == 3
+    assert len(image["attestations"]) == 4  # provenance, SBOM, manifest, hardening
     assert "web: tagged web" in result.err
     (record,) = json.loads(audit.out)["records"]
     assert record["action"] == "image.build"

@@ -60,3 +60,44 @@ def test_gate_rejects_images_missing_from_the_store(
     code, report = _gate(example, root, "--env", "dev")
     assert code == 1
     assert _status(report, "image-in-store") == {"fail"}
+
+
+def test_a_verified_deploy_counts_for_promotion_but_not_another_digest(
+    example: Example, tmp_path: Path
+) -> None:
+    """The promotion rule reads image.verified records for the exact digest."""
+    from zerodrift.govern.audit import AuditTrail
+    from zerodrift.oci.layout import Layout
+    from zerodrift.protect.evidence import StoreEvidence
+    from zerodrift.protect.keys import load_public_key
+    from zerodrift.state import Database
+
+    root = tmp_path / "shop"
+    shutil.copytree(example.root, root, symlinks=True)
+    web = example.digests["web"]
+    db = Database.open(f"sqlite:///{root / '.zerodrift' / 'state.db'}")
+    try:
+        trail = AuditTrail(db)
+        evidence = StoreEvidence(
+            Layout.open(root / ".zerodrift" / "store"),
+            [load_public_key("project", root / "keys" / "project.pub")],
+            trail,
+        )
+        assert "staging" not in evidence.verified_in(web)
+        trail.append(
+            "image.verified",
+            f"web@{web}",
+            {"environment": "staging", "verifier": "UnsafeNoVerification"},
+        )
+        assert "staging" not in evidence.verified_in(web)
+        trail.append(
+            "image.verified",
+            f"web@{web}",
+            {"environment": "staging", "verifier": "TrustPolicyVerifier"},
+        )
+        assert "staging" in evidence.verified_in(web)
+        assert "staging" not in evidence.verified_in(example.digests["api"])
+        assert evidence.provenance_commit(web) is not None
+        assert evidence.signer_key_ids(web)
+    finally:
+        db.close()

@@ -180,9 +180,12 @@ def test_drift_unmanaged_prune_and_recover_drill(
     inventory = cli("inventory", "--env", ENV, "--format", "json", cwd=rt_project)
     unmanaged = json.loads(inventory.out)["unmanaged_nodes"]
     assert f"stray-{_fleet(rt_project)}" in {n["name"] for n in unmanaged}
+    assert _control(cli, rt_project, "no-unmanaged-nodes")["outcome"] == "fail"
     result = cli("apply", "--env", ENV, "--prune", cwd=rt_project)
     assert result.code == 0, result.err
     assert stray["Id"] not in {n.node_id for n in backend.list_nodes()}
+    assert cli("inventory", "--env", ENV, cwd=rt_project).code == 0
+    assert _control(cli, rt_project, "no-unmanaged-nodes")["outcome"] == "pass"
     assert web not in _ours(backend, rt_project)
 
     # Hardened nodes cannot change their image filesystem; events are seen.
@@ -527,3 +530,13 @@ def test_two_applies_exclude_each_other(
     db.close()
     assert runs == 1
     assert steps == ["done"] * 3
+
+
+def _control(cli: Any, project: Path, control: str) -> dict[str, Any]:
+    """The result of one control in the compliance report of the environment."""
+    out = cli("report", "--env", ENV, "--format", "json", cwd=project).out
+    report = json.loads(out)
+    result: dict[str, Any] = next(
+        c["result"] for c in report["controls"] if c["id"] == control
+    )
+    return result

@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from zerodrift.errors import ConfigError, OperationalError, VerificationError
+from zerodrift.errors import (
+    ConfigError,
+    IntegrityError,
+    OperationalError,
+    VerificationError,
+)
 from zerodrift.reconcile.desired import desired_state
 from zerodrift.reconcile.lock import environment_lock
 from zerodrift.runtime.images import (
@@ -121,6 +126,7 @@ def test_environment_lock_excludes_a_second_holder(
 def _layout(root: Path) -> str:
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
 
     def put(data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
@@ -174,7 +180,7 @@ def test_oci_layout_source_resolves_exports_and_detects_tampering(
     archive = b"".join(source.export(digest))
     assert digest.partition(":")[2].encode() in archive
     source.blob_path(digest).write_bytes(b"{}")
-    with pytest.raises(Exception, match="does not match its digest"):
+    with pytest.raises(IntegrityError, match="is corrupt"):
         list(source.export(digest))
     with pytest.raises(ConfigError):
         OciLayoutSource(tmp_path / "nowhere").resolve("web")

@@ -13,6 +13,7 @@ from zerodrift._cli.commands import (
     build,
     check,
     evidence,
+    fim,
     gate,
     incidents,
     init,
@@ -51,6 +52,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     evidence,
     seal,
     audit,
+    fim,
     gate,
     report,
 )

@@ -52,11 +52,11 @@ def run(ctx: Context) -> int:
         snapshot_id = record_snapshot(
             ctx.db, inventory, taken_at=format_time(taken), git_commit=ctx.git.commit
         )
-        ctx.record(
-            "inventory.snapshot",
-            ctx.args.env or "*",
-            {"snapshot": snapshot_id, "spec_digest": spec.digest},
-        )
+        details: dict[str, Any] = {"snapshot": snapshot_id, "spec_digest": spec.digest}
+        if unmanaged is not None:
+            # What the runtime showed: compliance reports judge unmanaged nodes.
+            details["unmanaged"] = sorted(str(n["name"]) for n in unmanaged)
+        ctx.record("inventory.snapshot", ctx.args.env or "*", details)
     _render(ctx.args.format, inventory, taken, unmanaged)
     return ExitCode.OK
 

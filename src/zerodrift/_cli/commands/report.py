@@ -165,6 +165,7 @@ def _evaluate(ctx: Context) -> Report:
         keys=ctx.trusted_keys,
         witness=ctx.witness_path,
         historical=args.at is not None,
+        store=ctx.project.state_dir / "store",
     )
     return build_report(
         catalogs, args.framework, evidence, attestations, generated_at=now

@@ -5,7 +5,7 @@ from __future__ import annotations
 from zerodrift.comply.evidence import Evidence, Snapshot, parse_time
 from zerodrift.comply.registry import EvidenceRef, Verdict, control
 
-__all__ = ["data_flows_declared", "inventory_recorded"]
+__all__ = ["data_flows_declared", "inventory_recorded", "no_unmanaged_nodes"]
 
 
 def _snapshot_ref(snapshot: Snapshot, note: str) -> EvidenceRef:
@@ -23,8 +23,7 @@ def inventory_recorded(evidence: Evidence) -> Verdict:
     The newest inventory snapshot is younger than ``inventory_max_age``,
     lists images and services, and was taken from the newest spec revision.
     """
-    # TODO: fail on unmanaged nodes (running but not in the spec) once the
-    # runtime records observed nodes in the inventory.
+    # Unmanaged nodes are judged by no-unmanaged-nodes.
     newest = evidence.snapshot
     if newest is None:
         return Verdict.failed(
@@ -103,6 +102,61 @@ def data_flows_declared(evidence: Evidence) -> Verdict:
     note = f"; without flows: {', '.join(sorted(isolated))}" if isolated else ""
     return Verdict.passed(
         f"{len(flows)} flows between {len(services)} services declared{note}", [ref]
+    )
+
+
+@control(
+    "no-unmanaged-nodes",
+    title="The newest runtime inventory of each deployed environment found no "
+    "unmanaged node",
+    csf=("ID.AM-02",),
+)
+def no_unmanaged_nodes(evidence: Evidence) -> Verdict:
+    """Everything running is in the asset register.
+
+    For each deployed environment (a successful apply or recovery recorded),
+    the newest ``zerodrift inventory --env E`` that asked the runtime is
+    younger than ``inventory_max_age`` and found no node outside the spec.
+    """
+    deployed = {r.environment for r in evidence.deploy_runs if r.status == "succeeded"}
+    if not deployed:
+        return Verdict.not_applicable("no deployment recorded: no runtime to inventory")
+    observed = {
+        r.subject: r
+        for r in evidence.audit_of("inventory.snapshot")
+        if "unmanaged" in r.details
+    }
+    now = parse_time(evidence.as_of)
+    limit = evidence.policy.inventory_max_age
+    problems: list[str] = []
+    refs: list[EvidenceRef] = []
+    for env in sorted(deployed):
+        record = observed.get(env)
+        if record is None:
+            problems.append(f"{env}: no inventory of the runtime recorded")
+            continue
+        unmanaged = record.details["unmanaged"]
+        refs.append(
+            EvidenceRef(
+                "audit-record",
+                str(record.seq),
+                f"{env}: {len(unmanaged)} unmanaged",
+                record.recorded_at,
+            )
+        )
+        age = (now - parse_time(record.recorded_at)).total_seconds()
+        if unmanaged:
+            problems.append(f"{env}: unmanaged nodes {', '.join(unmanaged)}")
+        elif age > limit:
+            problems.append(
+                f"{env}: newest runtime inventory is {_days(age)} old "
+                f"(policy: {_days(limit)})"
+            )
+    if problems:
+        return Verdict.failed("; ".join(problems), refs)
+    return Verdict.passed(
+        f"{len(deployed)} environments: no unmanaged node in the newest inventory",
+        refs,
     )
 
 

@@ -1,0 +1,325 @@
+"""Runtime, recovery and gate controls on real reconcile rows and audit records.
+
+Rows are written through the reconciler's own journal (then back-dated where a
+test needs an age), on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from tests.integration.comply.conftest import MakeEvidence, at
+from zerodrift.comply.controls.gate import gate_passed_before_deploy
+from zerodrift.comply.controls.inventory import no_unmanaged_nodes
+from zerodrift.comply.controls.recovery import recovery_drill_recent
+from zerodrift.comply.controls.runtime import (
+    nodes_least_privilege,
+    nodes_within_max_age,
+)
+from zerodrift.comply.registry import Outcome
+from zerodrift.govern.audit import AuditTrail
+from zerodrift.reconcile.desired import desired_state
+from zerodrift.reconcile.journal import Journal
+from zerodrift.spec import LoadedSpec
+from zerodrift.state import Database
+from zerodrift.state.schema import reconcile_nodes, reconcile_runs, recoveries
+
+DIGEST = "sha256:" + "1" * 64
+
+
+def deploy(
+    db: Database,
+    spec: LoadedSpec,
+    env: str,
+    *,
+    when: str,
+    commit: str = "c" * 40,
+    status: str = "succeeded",
+) -> tuple[str, list[str]]:
+    """Journal one apply of ``env`` creating a node per service; back-date it."""
+    journal = Journal(db, env)
+    run_id = journal.start("apply", spec.digest, commit)
+    names = []
+    for want in desired_state(
+        spec.fleet, env, dict.fromkeys(spec.fleet.images, DIGEST)
+    ):
+        name = f"{env}-{want.name}-{run_id[:6]}"
+        journal.node_created(
+            name,
+            service=want.name,
+            identity=want.identity,
+            image_digest=DIGEST,
+            generation=1,
+            spec={"name": name, "image_digest": DIGEST, "config": dict(want.config)},
+            facts_digest="sha256:" + "f" * 64,
+        )
+        names.append(name)
+    journal.finish(status, {})
+    with db.write() as conn:
+        conn.execute(
+            update(reconcile_runs)
+            .where(reconcile_runs.c.run_id == run_id)
+            .values(started_at=when, finished_at=when)
+        )
+        conn.execute(
+            update(reconcile_nodes)
+            .where(reconcile_nodes.c.name.in_(names))
+            .values(created_at=when)
+        )
+    return run_id, names
+
+
+def set_node_config(db: Database, name: str, **config: object) -> None:
+    import json
+
+    with db.write() as conn:
+        row = conn.execute(
+            reconcile_nodes.select().where(reconcile_nodes.c.name == name)
+        ).one()
+        spec = json.loads(row.spec)
+        spec["config"].update(config)
+        conn.execute(
+            update(reconcile_nodes)
+            .where(reconcile_nodes.c.name == name)
+            .values(spec=json.dumps(spec))
+        )
+
+
+# --- nodes-least-privilege --------------------------------------------------
+
+
+def test_least_privilege_passes_on_hardened_nodes_and_fails_otherwise(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    assert nodes_least_privilege(make_evidence()).outcome is Outcome.NOT_APPLICABLE
+
+    _run, names = deploy(db, spec, "prod", when=at(hours=-2))
+    verdict = nodes_least_privilege(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+    assert {r.id for r in verdict.evidence} == set(names)
+
+    set_node_config(db, names[0], user="0:0", capabilities=["SYS_ADMIN"])
+    verdict = nodes_least_privilege(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert "1 of 3 nodes" in verdict.summary
+    [ref] = verdict.evidence
+    assert ref.id == names[0]
+    assert "runs as root" in (ref.note or "")
+    assert "SYS_ADMIN" in (ref.note or "")
+    # Another environment's nodes are not this environment's problem.
+    assert nodes_least_privilege(make_evidence(environment="dev")).outcome is (
+        Outcome.NOT_APPLICABLE
+    )
+    # Before the nodes existed there was nothing to judge.
+    early = make_evidence(as_of=at(hours=-3), historical=True)
+    assert nodes_least_privilege(early).outcome is Outcome.NOT_APPLICABLE
+
+
+def test_least_privilege_fails_without_limits(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    _run, names = deploy(db, spec, "dev", when=at(hours=-1))
+    set_node_config(db, names[1], resources={"memory": None, "pids": None})
+    verdict = nodes_least_privilege(make_evidence(environment="dev"))
+    assert verdict.outcome is Outcome.FAIL
+    assert "no memory or process limit" in (verdict.evidence[0].note or "")
+
+
+# --- nodes-within-max-age ---------------------------------------------------
+
+
+def test_node_age_passes_when_young_and_fails_past_max_age(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    assert nodes_within_max_age(make_evidence()).outcome is Outcome.NOT_APPLICABLE
+
+    # The example's web and api live 7 days at most, db 30 days.
+    _run, names = deploy(db, spec, "staging", when=at(days=-6))
+    verdict = nodes_within_max_age(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+    assert len(verdict.evidence) == 3
+
+    verdict = nodes_within_max_age(make_evidence(as_of=at(days=2)))
+    assert verdict.outcome is Outcome.FAIL
+    assert "2 of 3 nodes" in verdict.summary
+    late = {r.id for r in verdict.evidence}
+    assert late == {n for n in names if "-db-" not in n}
+
+    # Replaced nodes no longer count.
+    with db.write() as conn:
+        conn.execute(update(reconcile_nodes).values(destroyed_at=at(days=1)))
+    verdict = nodes_within_max_age(make_evidence(as_of=at(days=2)))
+    assert verdict.outcome is Outcome.NOT_APPLICABLE
+
+
+# --- recovery-drill-recent --------------------------------------------------
+
+
+def add_recovery(
+    db: Database,
+    env: str,
+    when: str,
+    *,
+    status: str = "succeeded",
+    rto: float | None = 12.5,
+    drill: bool = True,
+) -> int:
+    with db.write() as conn:
+        result = conn.execute(
+            recoveries.insert().values(
+                run_id="r" * 32,
+                environment=env,
+                at_commit=None,
+                drill=drill,
+                status=status,
+                started_at=when,
+                finished_at=when,
+                rto_seconds=rto,
+                nodes=3,
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+
+def test_recovery_drill_needed_in_every_deployed_environment(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    verdict = recovery_drill_recent(make_evidence())
+    assert verdict.outcome is Outcome.NOT_APPLICABLE
+
+    deploy(db, spec, "dev", when=at(days=-20))
+    deploy(db, spec, "staging", when=at(days=-20))
+    verdict = recovery_drill_recent(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.summary == (
+        "dev: no recovery drill recorded; staging: no recovery drill recorded"
+    )
+    assert recovery_drill_recent(make_evidence(environment="prod")).outcome is (
+        Outcome.NOT_APPLICABLE
+    )
+
+    for env in ("dev", "staging", "prod"):
+        add_recovery(db, env, at(days=-10))
+    verdict = recovery_drill_recent(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+    assert all("RTO 12.5 s" in (r.note or "") for r in verdict.evidence)
+
+    # 30 days later (the default interval) the drills are too old.
+    verdict = recovery_drill_recent(make_evidence(as_of=at(days=25)))
+    assert verdict.outcome is Outcome.FAIL
+    assert "35.0 d old" in verdict.summary
+
+
+def test_recovery_drill_failed_or_without_rto_fails(
+    db: Database, make_evidence: MakeEvidence
+) -> None:
+    add_recovery(db, "prod", at(days=-3))
+    # A real (not drill) recovery does not count as a drill.
+    add_recovery(db, "prod", at(days=-2), drill=False, status="failed")
+    assert recovery_drill_recent(make_evidence(environment="prod")).outcome is (
+        Outcome.PASS
+    )
+    failed = add_recovery(db, "prod", at(days=-1), status="failed")
+    verdict = recovery_drill_recent(make_evidence(environment="prod"))
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.summary == "prod: newest drill failed"
+    assert verdict.evidence[0].id == str(failed)
+    # As of before the failed drill, the environment had passed.
+    earlier = make_evidence(environment="prod", as_of=at(days=-1, hours=-1))
+    assert recovery_drill_recent(earlier).outcome is Outcome.PASS
+
+    add_recovery(db, "prod", at(hours=-1), rto=None)
+    verdict = recovery_drill_recent(make_evidence(environment="prod"))
+    assert "recorded no recovery time" in verdict.summary
+
+
+# --- gate-passed-before-deploy ----------------------------------------------
+
+
+def gate_run(db: Database, when: str, env: str, commit: str, verdict: str) -> int:
+    trail = AuditTrail(db, now=lambda: when)
+    record = trail.append("gate.run", env, {"verdict": verdict, "commit": commit})
+    return record.seq
+
+
+def test_gate_must_pass_for_the_deployed_commit(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    assert gate_passed_before_deploy(make_evidence()).outcome is (
+        Outcome.NOT_APPLICABLE
+    )
+    gate_run(db, at(hours=-5), "*", "a" * 40, "passed")
+    run_id, _ = deploy(db, spec, "prod", when=at(hours=-4), commit="b" * 40)
+    verdict = gate_passed_before_deploy(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert "prod: no passing gate run for bbbbbbbbbbbb" in verdict.summary
+    assert verdict.evidence[0].id == run_id
+
+    # A gate rejection of that commit does not count either...
+    gate_run(db, at(hours=-3), "prod", "c" * 40, "rejected")
+    deploy(db, spec, "prod", when=at(hours=-2), commit="c" * 40)
+    assert gate_passed_before_deploy(make_evidence()).outcome is Outcome.FAIL
+
+    # ...a pass for the commit before the deployment does.
+    seq = gate_run(db, at(hours=-1, minutes=-30), "prod", "d" * 40, "passed")
+    deploy(db, spec, "prod", when=at(hours=-1), commit="d" * 40)
+    verdict = gate_passed_before_deploy(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+    assert ("audit-record", str(seq)) in [(r.kind, r.id) for r in verdict.evidence]
+
+    # A failed deployment is not what runs; a pass recorded after the
+    # deployment started does not vouch for it.
+    deploy(db, spec, "prod", when=at(minutes=-20), commit="e" * 40, status="failed")
+    assert gate_passed_before_deploy(make_evidence()).outcome is Outcome.PASS
+    deploy(db, spec, "staging", when=at(minutes=-10), commit="e" * 40)
+    gate_run(db, at(minutes=-5), "staging", "e" * 40, "passed")
+    verdict = gate_passed_before_deploy(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.summary.startswith("staging:")
+    assert gate_passed_before_deploy(make_evidence(environment="prod")).outcome is (
+        Outcome.PASS
+    )
+
+
+# --- no-unmanaged-nodes -----------------------------------------------------
+
+
+def inventory_run(db: Database, when: str, env: str, unmanaged: list[str]) -> int:
+    """Record what ``zerodrift inventory --env`` records after asking the runtime."""
+    trail = AuditTrail(db, now=lambda: when)
+    details = {"snapshot": 1, "spec_digest": "sha256:" + "5" * 64}
+    return trail.append(
+        "inventory.snapshot", env, {**details, "unmanaged": unmanaged}
+    ).seq
+
+
+def test_unmanaged_nodes_in_the_newest_runtime_inventory_fail(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    assert no_unmanaged_nodes(make_evidence()).outcome is Outcome.NOT_APPLICABLE
+    deploy(db, spec, "prod", when=at(hours=-5))
+    # An inventory that did not ask the runtime proves nothing about it.
+    AuditTrail(db, now=lambda: at(hours=-4)).append(
+        "inventory.snapshot", "prod", {"snapshot": 1}
+    )
+    verdict = no_unmanaged_nodes(make_evidence())
+    assert verdict.summary == "prod: no inventory of the runtime recorded"
+
+    seen = inventory_run(db, at(hours=-3), "prod", ["stray-miner"])
+    verdict = no_unmanaged_nodes(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.summary == "prod: unmanaged nodes stray-miner"
+    assert verdict.evidence[0].id == str(seen)
+
+    clean = inventory_run(db, at(hours=-1), "prod", [])
+    verdict = no_unmanaged_nodes(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+    assert verdict.evidence[0].id == str(clean)
+    # As of two hours ago, the stray node was the newest word.
+    earlier = make_evidence(as_of=at(hours=-2), historical=True)
+    assert no_unmanaged_nodes(earlier).outcome is Outcome.FAIL
+    # A day and more later, the clean inventory is too old (policy: 1 d).
+    late = no_unmanaged_nodes(make_evidence(as_of=at(days=1)))
+    assert "newest runtime inventory is 1.0 d old" in late.summary

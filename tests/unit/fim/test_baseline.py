@@ -1,0 +1,172 @@
+"""The signed baseline refuses every kind of tampering, loudly."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from securesystemslib.signer import CryptoSigner
+
+from zerodrift.detect.fim import baseline as baseline_module
+from zerodrift.detect.fim.baseline import BaselineWriter, open_baseline
+from zerodrift.detect.fim.entry import decode_entry
+from zerodrift.detect.fim.monitor import create_baseline
+from zerodrift.detect.fim.rules import rules_for_paths
+from zerodrift.errors import IntegrityError, OperationalError, VerificationError
+from zerodrift.protect.keys import (
+    PublicKey,
+    generate_private_key,
+    load_public_key,
+    load_signer,
+    write_keypair,
+)
+
+PASS = b"unit-test-passphrase"
+
+
+def _keypair(folder: Path, name: str) -> tuple[CryptoSigner, PublicKey]:
+    write_keypair(
+        generate_private_key(), folder / f"{name}.key", folder / f"{name}.pub", PASS
+    )
+    return load_signer(folder / f"{name}.key", PASS), load_public_key(
+        name, folder / f"{name}.pub"
+    )
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("keys")
+    trusted = _keypair(folder, "trusted")
+    other = _keypair(folder, "other")
+    return {"signer": trusted[0], "key": trusted[1], "other": other[0]}
+
+
+@pytest.fixture
+def made(tmp_path: Path, keys: dict[str, Any]) -> Path:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    for index in range(5):
+        (tree / "sub" / f"f{index}").write_text(str(index))
+    path = tmp_path / "baseline.fim"
+    create_baseline(path, rules_for_paths([str(tree)]), keys["signer"], workers=1)
+    return path
+
+
+def test_a_fresh_baseline_verifies(made: Path, keys: dict[str, Any]) -> None:
+    verified = open_baseline(made, [keys["key"]])
+    entries = list(verified.entries())
+    assert len(entries) == verified.statement["entries"] == 7
+    assert verified.statement["algorithm"] == "sha256"
+    assert verified.digest.startswith("sha256:")
+    lines = made.read_bytes().splitlines()
+    assert json.loads(lines[0])["format"] == "zerodrift.fim-baseline"
+
+
+def test_one_edited_hash_is_tampering(made: Path, keys: dict[str, Any]) -> None:
+    lines = made.read_bytes().split(b"\n")
+    index = next(i for i, line in enumerate(lines) if b"\tfile\t" in line)
+    entry = decode_entry(lines[index])
+    assert entry.hash is not None
+    lines[index] = lines[index].replace(entry.hash.encode(), b"0" * 64)
+    made.write_bytes(b"\n".join(lines))
+    with pytest.raises(IntegrityError) as caught:
+        open_baseline(made, [keys["key"]])
+    assert caught.value.reference == "fim-baseline-tampered"
+
+
+def test_reordered_lines_are_tampering(made: Path, keys: dict[str, Any]) -> None:
+    lines = made.read_bytes().split(b"\n")
+    lines[2], lines[3] = lines[3], lines[2]
+    made.write_bytes(b"\n".join(lines))
+    with pytest.raises(IntegrityError, match="do not match the signed digest"):
+        open_baseline(made, [keys["key"]])
+
+
+def test_stripped_signature_is_refused(made: Path, keys: dict[str, Any]) -> None:
+    lines = made.read_bytes().split(b"\n")
+    made.write_bytes(b"\n".join(lines[:-2]) + b"\n")
+    with pytest.raises(VerificationError) as caught:
+        open_baseline(made, [keys["key"]])
+    assert caught.value.reference == "fim-baseline-unsigned"
+
+
+def test_emptied_signature_list_is_refused(made: Path, keys: dict[str, Any]) -> None:
+    lines = made.read_bytes().split(b"\n")
+    envelope = json.loads(lines[-2])
+    envelope["signatures"] = []
+    lines[-2] = json.dumps(envelope).encode()
+    made.write_bytes(b"\n".join(lines))
+    with pytest.raises(VerificationError, match="no signature"):
+        open_baseline(made, [keys["key"]])
+
+
+def test_untrusted_signer_is_refused(made: Path, keys: dict[str, Any]) -> None:
+    rules = open_baseline(made, [keys["key"]]).rules
+    with BaselineWriter(made, rules, "scan") as writer:
+        writer.sign(keys["other"], created_at="2026-01-01T00:00:00.000000Z")
+    with pytest.raises(VerificationError) as caught:
+        open_baseline(made, [keys["key"]])
+    assert caught.value.reference == "fim-baseline-untrusted"
+
+
+def test_a_signed_statement_of_another_type_is_refused(
+    made: Path, keys: dict[str, Any]
+) -> None:
+    lines = made.read_bytes().split(b"\n")
+    envelope = json.loads(lines[-2])
+    envelope["payloadType"] = "application/vnd.zerodrift.other+json"
+    lines[-2] = json.dumps(envelope).encode()
+    made.write_bytes(b"\n".join(lines))
+    with pytest.raises(VerificationError, match="refused"):
+        open_baseline(made, [keys["key"]])
+
+
+def test_an_edited_statement_breaks_the_signature(
+    made: Path, keys: dict[str, Any]
+) -> None:
+    lines = made.read_bytes().split(b"\n")
+    envelope = json.loads(lines[-2])
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    statement["entries"] = 3
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    lines[-2] = json.dumps(envelope).encode()
+    made.write_bytes(b"\n".join(lines))
+    with pytest.raises(VerificationError, match="not made by a trusted key"):
+        open_baseline(made, [keys["key"]])
+
+
+def test_a_baseline_from_another_host_is_refused(
+    made: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        baseline_module,
+        "host_identity",
+        lambda: {"hostname": "elsewhere", "machine_id": "f" * 32},
+    )
+    with pytest.raises(VerificationError) as caught:
+        open_baseline(made, [keys["key"]])
+    assert caught.value.reference == "fim-baseline-other-host"
+    assert "elsewhere" in caught.value.message
+
+
+def test_a_missing_baseline_says_how_to_make_one(
+    tmp_path: Path, keys: dict[str, Any]
+) -> None:
+    with pytest.raises(OperationalError, match="no baseline") as caught:
+        open_baseline(tmp_path / "none.fim", [keys["key"]])
+    assert "fim init" in str(caught.value.hint)
+
+
+def test_an_unsigned_writer_leaves_nothing(
+    tmp_path: Path, keys: dict[str, Any]
+) -> None:
+    path = tmp_path / "b.fim"
+    with (
+        pytest.raises(RuntimeError),
+        BaselineWriter(path, rules_for_paths([str(tmp_path)]), "scan"),
+    ):
+        pass
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,258 @@
+"""The scanner on real files: hard cases are reported, never crash or hang."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zerodrift.detect.fim.entry import decode_entry
+from zerodrift.detect.fim.rules import rules_for_paths, sort_key
+from zerodrift.detect.fim.scanner import (
+    VANISHED,
+    Pipeline,
+    deep_observe,
+    observe_line,
+    walk,
+)
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def _walk(top: Path) -> list[bytes]:
+    return [item.path for item in walk(rules_for_paths([str(top)]))]
+
+
+def test_walk_order_is_the_baseline_order(tmp_path: Path) -> None:
+    for name in ["a", "a.b", "a-", "b"]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x").write_text("x")
+    (tmp_path / "a" / "x.y").write_text("x")
+    paths = _walk(tmp_path)
+    assert paths == sorted(paths, key=sort_key)
+    assert len(paths) == 10
+
+
+def test_special_files_are_recorded_not_opened(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    line = observe_line(os.fsencode(tmp_path / "fifo"), "sha256", bytearray(1024))
+    entry = decode_entry(line)
+    assert entry.type == "fifo"
+    assert entry.hash is None
+
+
+@ROOT_ONLY
+def test_device_numbers_are_recorded(tmp_path: Path) -> None:
+    os.mknod(tmp_path / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    entry = decode_entry(
+        observe_line(os.fsencode(tmp_path / "null"), "sha256", bytearray(1024))
+    )
+    assert (entry.type, entry.rdev, entry.mode) == ("char", (1, 3), 0o600)
+
+
+def test_symlink_loops_are_links_not_walks(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    (tmp_path / "self").symlink_to(".")
+    paths = _walk(tmp_path)
+    assert len(paths) == 4
+    entry = decode_entry(
+        observe_line(os.fsencode(tmp_path / "self"), "sha256", bytearray(1024))
+    )
+    assert (entry.type, entry.target) == ("symlink", ".")
+
+
+def test_names_that_are_not_utf8(tmp_path: Path) -> None:
+    odd = os.fsencode(tmp_path) + b"/caf\xe9\xff"
+    with open(odd, "wb") as handle:
+        handle.write(b"latin-1 name")
+    paths = _walk(tmp_path)
+    assert odd in paths
+    entry = decode_entry(observe_line(odd, "sha256", bytearray(1024)))
+    assert entry.path == odd
+    assert entry.hash == hashlib.sha256(b"latin-1 name").hexdigest()
+
+
+def test_sparse_large_file_hashes_its_holes(tmp_path: Path) -> None:
+    path = tmp_path / "sparse"
+    size = 64 << 20
+    with path.open("wb") as handle:
+        handle.truncate(size - 1)
+        handle.seek(size - 1)
+        handle.write(b"\x01")
+    assert os.stat(path).st_blocks * 512 < size // 8  # really sparse
+    expected = hashlib.sha256(bytes(size - 1) + b"\x01").hexdigest()
+    for algorithm in ("sha256",):
+        entry = decode_entry(
+            observe_line(os.fsencode(path), algorithm, bytearray(1 << 20))
+        )
+        assert entry.hash == expected
+        assert entry.size == size
+
+
+def test_other_algorithms(tmp_path: Path) -> None:
+    import blake3
+
+    path = tmp_path / "f"
+    path.write_bytes(b"content" * 1000)
+    buffer = bytearray(1 << 20)
+    sha512 = decode_entry(observe_line(os.fsencode(path), "sha512", buffer))
+    b3 = decode_entry(observe_line(os.fsencode(path), "blake3", buffer))
+    assert sha512.hash == hashlib.sha512(b"content" * 1000).hexdigest()
+    assert b3.hash == blake3.blake3(b"content" * 1000).hexdigest()
+
+
+def test_a_vanished_path_is_reported_as_gone(tmp_path: Path) -> None:
+    assert observe_line(os.fsencode(tmp_path / "gone"), "sha256", bytearray(8)) == (
+        VANISHED
+    )
+
+
+def _grow(path: str, stop: Any) -> None:
+    with open(path, "ab") as handle:
+        while not stop.is_set():
+            handle.write(b"x" * 4096)
+            handle.flush()
+            time.sleep(0.0002)
+
+
+def test_a_file_that_keeps_changing_is_not_given_a_digest(tmp_path: Path) -> None:
+    path = tmp_path / "growing"
+    path.write_bytes(os.urandom(32 << 20))
+    # A separate process appends without pause while the file is hashed.
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    writer = context.Process(target=_grow, args=(str(path), stop))
+    writer.start()
+    try:
+        deadline = time.monotonic() + 5
+        while path.stat().st_size == 32 << 20 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        deep = deep_observe(
+            os.fsencode(path), "file", True, "sha256", bytearray(1 << 16)
+        )
+    finally:
+        stop.set()
+        writer.join()
+    assert deep.hash is None
+    assert deep.error == "content kept changing while it was read"
+
+
+@ROOT_ONLY
+def test_an_unreadable_file_is_reported_not_fatal() -> None:
+    # Root reads everything, so the observation runs in a child without root,
+    # in a folder every parent of which that user can enter.
+    folder = Path(tempfile.mkdtemp(prefix="zd-fim-"))
+    os.chmod(folder, 0o755)  # noqa: S103 - test fixture
+    secret = folder / "secret"
+    secret.write_text("no")
+    os.chmod(secret, 0o600)
+    code = (
+        "import os, sys\n"
+        "from zerodrift.detect.fim.scanner import observe_line\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "sys.stdout.buffer.write(observe_line(sys.argv[1].encode(), 'sha256', "
+        "bytearray(1024)))\n"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(secret)],
+            check=True,
+            capture_output=True,
+        ).stdout
+    finally:
+        shutil.rmtree(folder)
+    entry = decode_entry(out)
+    assert entry.hash is None
+    assert entry.error == "cannot read: Permission denied"
+    assert entry.size == 2  # the metadata is still recorded
+
+
+@pytest.fixture
+def bind_loop(tmp_path: Path) -> Iterator[Path]:
+    top = tmp_path / "top"
+    (top / "inner").mkdir(parents=True)
+    (top / "file").write_text("x")
+    result = subprocess.run(
+        ["mount", "--bind", str(top), str(top / "inner")],
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {result.stderr.decode().strip()}")
+    try:
+        yield top
+    finally:
+        subprocess.run(["umount", str(top / "inner")], check=False)
+
+
+@ROOT_ONLY
+def test_a_bind_mount_loop_is_not_followed(bind_loop: Path) -> None:
+    skipped: list[tuple[bytes, str]] = []
+    rules = rules_for_paths([str(bind_loop)])
+    paths = [i.path for i in walk(rules, on_skip=lambda p, r: skipped.append((p, r)))]
+    assert paths == [
+        os.fsencode(p) for p in (bind_loop, bind_loop / "file", bind_loop / "inner")
+    ]
+    assert skipped[0][0] == os.fsencode(bind_loop / "inner")
+    # With one_filesystem off, the loop is still caught by the folder check.
+    rules.one_filesystem = False
+    loops: list[tuple[bytes, str]] = []
+    paths = [i.path for i in walk(rules, on_skip=lambda p, r: loops.append((p, r)))]
+    assert len(paths) < 10
+    assert any("loop" in reason for _, reason in loops)
+
+
+def test_pipeline_keeps_order_across_worker_processes(tmp_path: Path) -> None:
+    for index in range(300):
+        (tmp_path / f"f{index:03d}").write_bytes(os.urandom(index))
+    paths = sorted(os.fsencode(p) for p in tmp_path.iterdir())
+    seen: list[bytes] = []
+    with Pipeline[bytes]("sha256", workers=2, batch=16) as pipeline:
+        for path in paths:
+            for item, line in pipeline.push(path, path):
+                assert line is not None
+                assert decode_entry(line).path == item
+                seen.append(item)
+        for item, _line in pipeline.finish():
+            seen.append(item)
+    assert seen == paths
+
+
+def test_a_path_vanishing_between_walk_and_read_is_removed(tmp_path: Path) -> None:
+    from zerodrift.detect.fim.compare import CheckStats, compare
+
+    (tmp_path / "stays").write_text("a")
+    (tmp_path / "goes").write_text("b")
+    rules = rules_for_paths([str(tmp_path)])
+    lines = []
+    for item in walk(rules):
+        lines.append(observe_line(item.path, "sha256", bytearray(1024)))
+    walked = list(walk(rules))
+    (tmp_path / "goes").unlink()  # after the walk listed it, before it is read
+    with Pipeline[Any]("sha256", workers=1) as pipeline:
+        changes = list(
+            compare(
+                iter(lines),
+                iter(walked),
+                rules,
+                full=True,
+                sample=frozenset(),
+                pipeline=pipeline,
+                stats=CheckStats(),
+            )
+        )
+    assert [(c.kind, c.path) for c in changes] == [
+        ("removed", os.fsencode(tmp_path / "goes"))
+    ]
