@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.detect.test_check import ENV, _exec, _node
+from tests.integration.runtime.detect.test_check import ENV, _exec, _node
 from zerodrift.runtime.podman import PodmanBackend
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]

@@ -139,7 +139,7 @@ def test_the_demo_helper_injects_drift_that_check_finds(
     import sys
 
     assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
-    script = Path(__file__).resolve().parents[3] / "scripts" / "inject-drift"
+    script = Path(__file__).resolve().parents[4] / "scripts" / "inject-drift"
     done = subprocess.run(
         [sys.executable, str(script), ENV, "api"],
         cwd=rt_project,

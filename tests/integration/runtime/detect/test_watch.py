@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.integration.detect.test_check import ENV, _exec, _node
+from tests.integration.runtime.detect.test_check import ENV, _exec, _node
 from zerodrift.runtime.podman import PodmanBackend
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
@@ -53,7 +53,7 @@ def test_watch_finds_a_script_among_a_burst_of_files_within_seconds(
             "--interval",
             "600",  # only events can trigger a check within the test
         ],
-        cwd=Path(__file__).resolve().parents[3],
+        cwd=Path(__file__).resolve().parents[4],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=dict(os.environ),
