@@ -15,14 +15,22 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from zerodrift import __version__
 from zerodrift._internal.canonical import canonical_json, sha256_hex
 from zerodrift.state import Database
 from zerodrift.state.schema import findings as findings_table
 
-__all__ = ["Finding", "Severity", "list_findings", "record_findings", "to_ocsf"]
+__all__ = [
+    "Finding",
+    "Severity",
+    "list_findings",
+    "ocsf_file_activities",
+    "record_findings",
+    "set_status",
+    "to_ocsf",
+]
 
 OCSF_VERSION = "1.1.0"
 
@@ -119,6 +127,24 @@ def record_findings(db: Database, found: Iterable[Finding]) -> list[str]:
     return new
 
 
+def set_status(db: Database, ids: Iterable[str], status: str) -> int:
+    """Set the status (``open``, ``resolved``...) of stored findings.
+
+    Returns:
+        How many findings were updated.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return 0
+    with db.write() as conn:
+        result = conn.execute(
+            update(findings_table)
+            .where(findings_table.c.id.in_(wanted))
+            .values(status=status)
+        )
+    return int(result.rowcount)
+
+
 def list_findings(
     db: Database,
     *,
@@ -185,3 +211,66 @@ def to_ocsf(item: Finding, *, resource_type: str = "container") -> dict[str, Any
         ],
         "unmapped": {"details": item.details, "csf": list(item.csf)},
     }
+
+
+_FILE_ACTIVITY = {
+    "added": (1, "Create"),
+    "changed": (3, "Update"),
+    "deleted": (4, "Delete"),
+}
+
+
+def ocsf_file_activities(item: Finding) -> list[dict[str, Any]]:
+    """Render a finding's files as OCSF 1.1 File System Activity events (1001).
+
+    Findings whose evidence lists files (``details.files`` or
+    ``details.changes`` with ``path`` and optional ``kind``) give one event
+    per file, linked to the Detection Finding by its ``uid``; others give
+    none.
+    """
+    moment = datetime.strptime(item.found_at, "%Y-%m-%dT%H:%M:%S.%fZ")
+    millis = int(moment.replace(tzinfo=UTC).timestamp() * 1000)
+    listed = list(item.details.get("files") or []) + list(
+        item.details.get("changes") or []
+    )
+    events = []
+    for entry in listed:
+        if not isinstance(entry, dict) or "path" not in entry:
+            continue
+        activity_id, activity = _FILE_ACTIVITY.get(
+            str(entry.get("kind", "added")), (99, "Other")
+        )
+        path = str(entry["path"])
+        events.append(
+            {
+                "class_uid": 1001,
+                "class_name": "File System Activity",
+                "category_uid": 1,
+                "category_name": "System Activity",
+                "activity_id": activity_id,
+                "activity_name": activity,
+                "type_uid": 100100 + activity_id,
+                "severity_id": int(item.severity),
+                "severity": item.severity.name.capitalize(),
+                "time": millis,
+                "message": f"{activity} {path} on {item.subject}",
+                "metadata": {
+                    "version": OCSF_VERSION,
+                    "product": {
+                        "name": "zerodrift",
+                        "vendor_name": "zerodrift",
+                        "version": __version__,
+                    },
+                    "correlation_uid": item.id,
+                },
+                "device": {"name": item.subject, "type_id": 0, "type": "Unknown"},
+                "file": {
+                    "path": path,
+                    "name": path.rsplit("/", 1)[-1],
+                    "type_id": 1,
+                    "type": "Regular File",
+                    **({"size": entry["size"]} if "size" in entry else {}),
+                },
+            }
+        )
+    return events

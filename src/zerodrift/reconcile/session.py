@@ -22,7 +22,7 @@ from zerodrift.reconcile.apply import ApplyResult, Executor
 from zerodrift.reconcile.desired import DesiredService, desired_state
 from zerodrift.reconcile.journal import Journal
 from zerodrift.reconcile.lock import environment_lock
-from zerodrift.reconcile.plan import Plan, plan_environment
+from zerodrift.reconcile.plan import Action, Plan, plan_environment
 from zerodrift.runtime.backend import LABEL_ENVIRONMENT, LABEL_FLEET, ActualNode
 from zerodrift.runtime.images import (
     ImageSource,
@@ -240,6 +240,41 @@ class Session:
             journal.finish("succeeded" if result.ok else "failed", result.to_dict())
             self.record(f"{kind}.finished", self.environment, result.to_dict())
             return plan, result
+
+    def execute(
+        self,
+        actions: list[Action],
+        *,
+        kind: str,
+        progress: Callable[[str], None] = lambda _line: None,
+    ) -> ApplyResult:
+        """Carry out chosen actions (not a plan of the whole environment).
+
+        Used by incident response, which creates a replacement node and
+        later destroys the drifted one: each runs as one journalled run under
+        the environment lock, with the same image verification as apply.
+
+        Raises:
+            OperationalError: Another apply holds the lock, or the runtime
+                failed.
+            VerificationError: An image is not trusted for the environment.
+        """
+        with environment_lock(self.db, self.state_dir, self.environment):
+            journal = Journal(self.db, self.environment)
+            desired = self.desired()
+            plan = Plan(self.environment, list(actions))
+            journal.start(kind, self.spec_digest, self.git_commit)
+            try:
+                self._prepare_images(plan, desired, progress)
+                executor = Executor(
+                    self.backend, journal, self.secrets, self.record, progress
+                )
+                result = executor.apply(plan, desired)
+            except BaseException as exc:
+                journal.finish("failed", {"error": str(exc)[:500]})
+                raise
+            journal.finish("succeeded" if result.ok else "failed", result.to_dict())
+            return result
 
     def _prepare_images(
         self,

@@ -29,6 +29,7 @@ __all__ = [
     "NodeEvent",
     "NodeSpec",
     "NodeState",
+    "ProcessInfo",
     "RuntimeBackend",
 ]
 
@@ -114,6 +115,16 @@ class FileChange:
 
 
 @dataclass(frozen=True)
+class ProcessInfo:
+    """A process of a node, numbered in the node's PID namespace."""
+
+    pid: int
+    ppid: int
+    user: str
+    command: str
+
+
+@dataclass(frozen=True)
 class NodeEvent:
     """A runtime event about a node (start, die, exec, ...)."""
 
@@ -176,6 +187,12 @@ class RuntimeBackend(Protocol):
         self, *, since: float | None = None, until: float | None = None
     ) -> Iterator[NodeEvent]:
         """Yield node events (blocking until ``until`` when it is given)."""
+
+    def processes(self, name: str) -> list[ProcessInfo]:
+        """List a running node's processes."""
+
+    def logs(self, name: str, *, tail: int = 500) -> bytes:
+        """The node's most recent output lines."""
 
     def probe(self, name: str, health: Mapping[str, Any]) -> HealthResult:
         """Run the spec's health probe once against a node."""

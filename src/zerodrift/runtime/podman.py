@@ -36,6 +36,7 @@ from zerodrift.runtime.backend import (
     NodeEvent,
     NodeSpec,
     NodeState,
+    ProcessInfo,
 )
 from zerodrift.runtime.service import (
     PodmanService,
@@ -280,6 +281,32 @@ class PodmanBackend:
             FileChange(item["Path"], _CHANGE_KINDS.get(item.get("Kind"), "changed"))  # type: ignore[arg-type]
             for item in items or []
         ]
+
+    def logs(self, name: str, *, tail: int = 500) -> bytes:
+        """The node's most recent ``tail`` lines of stdout and stderr."""
+        _, raw = self.client.request(
+            "GET",
+            f"/containers/{quote_name(name)}/logs",
+            params={"stdout": True, "stderr": True, "tail": str(tail)},
+        )
+        return _demux(raw)
+
+    def processes(self, name: str) -> list[ProcessInfo]:
+        """List a running node's processes (podman's ``top``)."""
+        result = self.client.json("GET", f"/containers/{quote_name(name)}/top") or {}
+        titles = [str(t).upper() for t in result.get("Titles") or []]
+        column = {title: index for index, title in enumerate(titles)}
+        processes = []
+        for row in result.get("Processes") or []:
+            processes.append(
+                ProcessInfo(
+                    pid=int(row[column["PID"]]),
+                    ppid=int(row[column["PPID"]]),
+                    user=str(row[column["USER"]]),
+                    command=str(row[column.get("COMMAND", len(row) - 1)]),
+                )
+            )
+        return processes
 
     def events(
         self, *, since: float | None = None, until: float | None = None

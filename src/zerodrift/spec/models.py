@@ -32,6 +32,7 @@ from pydantic_core import CoreSchema
 
 __all__ = [
     "SPEC_VERSION",
+    "CircuitBreaker",
     "Compliance",
     "CopyItem",
     "Environment",
@@ -360,6 +361,20 @@ class ServiceOverride(_Model):
     response: ResponseMode | None = None
 
 
+class CircuitBreaker(_Model):
+    """When drift keeps coming back, stop replacing and keep the evidence."""
+
+    drifts: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="incidents of one service within the window that open it",
+    )
+    window: Duration = Field(
+        default=3600, description="how far back incidents count (e.g. 1h)"
+    )
+
+
 class Environment(_Model):
     """A deployment target (dev, staging, prod...)."""
 
@@ -370,6 +385,7 @@ class Environment(_Model):
         "or kubernetes://<context>",
     )
     response: ResponseMode = "alert"
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
     overrides: dict[Name, ServiceOverride] = Field(default_factory=dict)
     description: str | None = None
 

@@ -68,6 +68,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _create(schema.fim_baselines, schema.fim_runs),
     ),
     Migration(60, "compliance report runs", _create(schema.report_runs)),
+    Migration(30, "incidents of the drift response", _create(schema.incidents)),
 )
 
 

@@ -235,3 +235,26 @@ fim_runs = Table(
     Column("changes", Integer, nullable=False),
     Index("ix_fim_runs_baseline_digest", "baseline_digest"),
 )
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("environment", String(100), nullable=False),
+    Column("service", String(100), nullable=False),
+    Column("node", String(200), nullable=False),
+    Column("policy", String(20), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("step", String(30), nullable=False),
+    Column("detected_at", String(32), nullable=False),
+    Column("opened_at", String(32), nullable=False),
+    Column("resolved_at", String(32)),
+    Column("ttd_seconds", Float),
+    Column("ttr_seconds", Float),
+    Column("replacement", String(200)),
+    Column("evidence", String(80)),
+    Column("findings", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_incidents_node", "node"),
+    Index("ix_incidents_environment", "environment", "opened_at"),
+)

@@ -1,0 +1,100 @@
+"""``zerodrift watch``: detect drift continuously, within a second."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from zerodrift._cli.context import Context
+from zerodrift._cli.options import add_command, add_env, add_format
+from zerodrift._cli.status import ExitCode
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``watch``."""
+    parser = add_command(
+        subparsers,
+        common,
+        "watch",
+        run,
+        help="watch nodes continuously: podman events and file events trigger checks",
+        epilog="examples:\n  zerodrift watch --env prod --respond\n"
+        "  zerodrift watch --env prod --format ocsf >> findings.jsonl\n"
+        "Runs the checks of 'zerodrift check' at start, every --interval\n"
+        "seconds, and at once when podman reports an exec session or a node\n"
+        "dying, or the kernel reports a file event in a node's writable paths.\n"
+        "Each finding is printed once per run (JSON lines with --format json\n"
+        "or ocsf), stored and audited. SIGTERM or Ctrl-C stops it (exit 0).",
+    )
+    add_env(parser, required=True)
+    add_format(parser, "ocsf")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between scheduled full checks (default: 60)",
+    )
+    parser.add_argument(
+        "--respond",
+        action="store_true",
+        help="apply each service's response policy to what is found",
+    )
+
+
+def run(ctx: Context) -> int:
+    """Watch one environment until stopped."""
+    from zerodrift._cli.commands.check import _record, _respond
+    from zerodrift._cli.output import console
+    from zerodrift._cli.runtime import open_session, progress_for
+    from zerodrift.detect.findings import ocsf_file_activities, to_ocsf
+    from zerodrift.detect.watch import watch
+    from zerodrift.respond.incidents import quarantined_nodes
+
+    environment = ctx.args.env
+    session = open_session(ctx)
+    progress = progress_for(ctx)
+
+    def report(fresh: list[Any], result: Any) -> None:
+        scoped = type(result)(
+            result.environment, result.nodes, fresh, result.seconds, result.truncated
+        )
+        _record(ctx, environment, scoped)
+        for finding in fresh:
+            if ctx.args.format == "ocsf":
+                line = "\n".join(
+                    json.dumps(event, sort_keys=True)
+                    for event in (to_ocsf(finding), *ocsf_file_activities(finding))
+                )
+            elif ctx.args.format == "json":
+                line = json.dumps(finding.to_dict(), sort_keys=True)
+            else:
+                console().print(
+                    f"{finding.found_at} {finding.severity.label:8} "
+                    f"{finding.subject} {finding.kind}: {finding.summary}"
+                )
+                continue
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        if ctx.args.respond:
+            _respond(ctx, session, scoped)
+
+    progress(f"watching {environment} (full check every {ctx.args.interval:g} s)")
+    try:
+        stats = watch(
+            session,
+            interval=ctx.args.interval,
+            report=report,
+            skip=lambda: quarantined_nodes(ctx.db, environment),
+        )
+    finally:
+        session.close()
+    progress(
+        f"stopped: {stats.checks} check(s), {stats.events} runtime event(s), "
+        f"{stats.reported} finding(s) reported"
+    )
+    return ExitCode.OK

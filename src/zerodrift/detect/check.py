@@ -1,0 +1,216 @@
+"""One full drift check of an environment against its runtime.
+
+This is the edge around :mod:`zerodrift.detect.nodes`: it reads every
+container of the runtime once (inspect, writable-layer changes, processes,
+and the files in the declared writable paths), the live-facts digests
+recorded when apply created each node, and the desired state from the spec
+and the image store, then hands everything to the pure comparison.
+
+Files in writable paths live on tmpfs mounts, which the runtime's own diff
+does not show; they are read from the host through ``/proc/PID/root`` of the
+node's init process (the node's mount namespace), without entering the node
+and without running anything inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from zerodrift._internal.canonical import canonical_digest
+from zerodrift.detect.findings import Finding
+from zerodrift.detect.nodes import (
+    ObservedNode,
+    WritableFile,
+    environment_drift,
+    writable_roots,
+)
+from zerodrift.reconcile.journal import Journal
+from zerodrift.runtime._http import ApiError, quote_name
+from zerodrift.runtime.backend import LABEL_ENVIRONMENT, LABEL_FLEET, ActualNode
+from zerodrift.runtime.podman import live_facts
+from zerodrift.state import utc_now
+
+if TYPE_CHECKING:
+    from zerodrift.reconcile.desired import DesiredService
+    from zerodrift.reconcile.session import Session
+    from zerodrift.runtime.podman import PodmanBackend
+
+__all__ = ["CheckResult", "check_environment", "list_writable", "observe_node"]
+
+MAX_WRITABLE_FILES = 10_000
+"""Files read per node; a node holding more is reported as truncated."""
+
+_HEAD = 4
+
+
+@dataclass
+class CheckResult:
+    """The outcome of checking one environment.
+
+    Attributes:
+        environment: The environment checked.
+        nodes: Containers examined.
+        findings: Everything found.
+        seconds: Wall time of the check.
+        truncated: Nodes whose writable paths held more files than were read.
+    """
+
+    environment: str
+    nodes: int
+    findings: list[Finding]
+    seconds: float
+    truncated: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Render as a JSON-ready dict."""
+        return {
+            "environment": self.environment,
+            "nodes": self.nodes,
+            "seconds": round(self.seconds, 3),
+            "truncated": self.truncated,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def check_environment(session: Session, *, skip: Iterable[str] = ()) -> CheckResult:
+    """Run every node check of the session's environment once.
+
+    Args:
+        session: The environment's reconcile session (spec, store, runtime).
+        skip: Node names not to report (already quarantined).
+
+    Raises:
+        ConfigError: An image of the spec is missing from the store.
+        OperationalError: The runtime or the database failed.
+    """
+    started = time.monotonic()
+    desired = session.desired()
+    by_service = {d.name: d for d in desired}
+    recorded = Journal(session.db, session.environment).recorded_facts()
+    backend = session.backend
+    observed: list[ObservedNode] = []
+    truncated: list[str] = []
+    for node in backend.list_nodes():
+        ours = (
+            node.managed
+            and node.labels.get(LABEL_FLEET) == session.fleet.name
+            and node.labels.get(LABEL_ENVIRONMENT) == session.environment
+        )
+        if node.managed and not ours:
+            continue
+        want = by_service.get(node.service or "") if ours else None
+        try:
+            item = observe_node(backend, node, want)
+        except ApiError as exc:
+            if exc.status in (404, 409) or not _exists(backend, node.name):
+                continue  # removed or stopped since the listing
+            raise
+        if (
+            item.writable_files is not None
+            and len(item.writable_files) >= MAX_WRITABLE_FILES
+        ):
+            truncated.append(node.name)
+        observed.append(item)
+    findings = environment_drift(
+        desired,
+        observed,
+        fleet=session.fleet.name,
+        environment=session.environment,
+        now=utc_now(),
+        recorded=recorded,
+        skip=skip,
+    )
+    return CheckResult(
+        session.environment,
+        len(observed),
+        findings,
+        time.monotonic() - started,
+        truncated,
+    )
+
+
+def _exists(backend: PodmanBackend, name: str) -> bool:
+    """Whether a container still exists (podman reports a removal race as 500)."""
+    status, _ = backend.client.request(
+        "GET", f"/containers/{quote_name(name)}/exists", ok=(404,)
+    )
+    return status != 404
+
+
+def observe_node(
+    backend: PodmanBackend, node: ActualNode, want: DesiredService | None
+) -> ObservedNode:
+    """Read what the comparison needs about one container.
+
+    Unmanaged containers are only inspected; managed ones also give their
+    writable-layer changes, processes and writable-path files.
+
+    Raises:
+        OperationalError: The runtime failed or the node vanished.
+    """
+    inspect = backend.inspect(node.name)
+    if want is None:
+        return ObservedNode(node.name, node.labels, node.state, inspect)
+    running = node.state == "running"
+    pid = int((inspect.get("State") or {}).get("Pid") or 0)
+    return ObservedNode(
+        name=node.name,
+        labels=node.labels,
+        state=node.state,
+        inspect=inspect,
+        changes=backend.changes(node.name),
+        writable_files=list_writable(pid, writable_roots(want.config))
+        if running and pid
+        else None,
+        processes=backend.processes(node.name) if running else None,
+        facts_digest=canonical_digest(live_facts(inspect)),
+    )
+
+
+def list_writable(
+    pid: int, roots: Sequence[str], *, limit: int = MAX_WRITABLE_FILES
+) -> list[WritableFile] | None:
+    """List the regular files under ``roots`` as the process ``pid`` sees them.
+
+    Returns:
+        The files (at most ``limit``), or ``None`` when the node's root
+        cannot be read from here (no permission, or the process is gone).
+    """
+    base = f"/proc/{pid}/root"
+    if not os.access(base, os.R_OK | os.X_OK):
+        return None
+    found: list[WritableFile] = []
+    for root in roots:
+        top = base + root
+        for folder, dirs, files in os.walk(top, followlinks=False):
+            dirs.sort()
+            for name in sorted(files):
+                if len(found) >= limit:
+                    return found
+                entry = _file(os.path.join(folder, name), len(base))
+                if entry is not None:
+                    found.append(entry)
+    return found
+
+
+def _file(path: str, prefix: int) -> WritableFile | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    head = b""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            head = os.read(fd, _HEAD)
+        finally:
+            os.close(fd)
+    return WritableFile(path[prefix:], stat.S_IMODE(info.st_mode), info.st_size, head)

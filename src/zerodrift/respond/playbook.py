@@ -1,0 +1,581 @@
+"""The response playbook: replace, quarantine, keep evidence, destroy, verify.
+
+For a drifted node the playbook
+
+1. creates a healthy replacement first, through the reconciler (journalled,
+   image verified, health-checked), so the service keeps its capacity;
+2. quarantines the drifted node: disconnects its networks and pauses it;
+3. captures evidence: the live inspect document, the changed files and the
+   files in its writable paths as a tar archive, its process list, its
+   recent logs and the findings; stores each content-addressed (SHA-256,
+   fsynced) and appends a chain-of-custody record to the audit trail;
+4. destroys the node, through the reconciler;
+5. verifies that the replacement is healthy and shows no drift itself.
+
+Each step is committed to the incident record before the next one starts, so
+running the playbook again on an interrupted incident resumes after the last
+completed step; evidence is captured before anything is destroyed.
+
+Which findings call for a response, and how, is the service's ``response``
+policy: ``auto`` runs the playbook at once, ``approve`` opens an incident
+that waits for ``zerodrift respond NODE``, ``alert`` only reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import socket
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from zerodrift.detect.check import observe_node
+from zerodrift.detect.findings import (
+    Finding,
+    Severity,
+    list_findings,
+    record_findings,
+    set_status,
+)
+from zerodrift.detect.nodes import RUNTIME_PATHS, node_drift, writable_roots
+from zerodrift.errors import ConfigError, OperationalError
+from zerodrift.reconcile.plan import Action
+from zerodrift.respond.evidence import EvidenceStore, files_archive
+from zerodrift.respond.incidents import (
+    Incident,
+    find_open,
+    open_incident,
+    recent_incidents,
+    seconds_between,
+    update_incident,
+)
+from zerodrift.runtime._http import ApiError
+from zerodrift.runtime.backend import (
+    LABEL_ENVIRONMENT,
+    LABEL_FLEET,
+    LABEL_GENERATION,
+    ActualNode,
+)
+from zerodrift.spec.resolve import resolve_services
+from zerodrift.state import format_time, utc_now
+
+if TYPE_CHECKING:
+    from zerodrift.reconcile.desired import DesiredService
+    from zerodrift.reconcile.session import Session
+
+__all__ = ["RESPONDED_KINDS", "Responder", "answer_findings"]
+
+RESPONDED_KINDS = frozenset(
+    {
+        "config-drift",
+        "file-changed",
+        "executable-added",
+        "foreign-process",
+        "unrecorded",
+    }
+)
+"""Finding kinds that mean a node can no longer be trusted.
+
+Missing, stopped, outdated and unmanaged nodes are apply's work, not an
+incident's.
+"""
+
+MAX_EVIDENCE_FILE = 16 * 1024 * 1024
+"""Bytes captured per file; larger files are listed with their size only."""
+
+Record = Callable[[str, str, dict[str, Any]], object]
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Responder:
+    """Runs the playbook in one environment.
+
+    Args:
+        session: The environment's reconcile session.
+        store: The evidence store.
+        record: Appends to the audit trail.
+        progress: Receives one line per step, for people.
+    """
+
+    session: Session
+    store: EvidenceStore
+    record: Record
+    progress: Progress = lambda _line: None
+
+    def policy(self, service: str) -> str:
+        """The response policy of ``service`` in this environment."""
+        resolved = resolve_services(self.session.fleet, self.session.environment)
+        return resolved[service].response if service in resolved else "alert"
+
+    def open(self, node: str, findings: Sequence[Finding], *, status: str) -> Incident:
+        """Open (or find) the incident of ``node`` with ``status``."""
+        actual = self._node(node)
+        service = actual.service or ""
+        incident = open_incident(
+            self.session.db,
+            environment=self.session.environment,
+            service=service,
+            node=node,
+            policy=self.policy(service),
+            findings=[f.to_dict() for f in findings] or self._stored_findings(node),
+            status=status,
+        )
+        self.record(
+            "incident.opened",
+            node,
+            {
+                "incident": incident.id,
+                "status": incident.status,
+                "findings": [f["id"] for f in incident.findings],
+            },
+        )
+        return incident
+
+    def breaker_open(self, service: str) -> bool:
+        """Whether ``service`` drifted too often to replace it again now."""
+        env = self.session.fleet.environments[self.session.environment]
+        limit = env.circuit_breaker
+        since = format_time(datetime.now(UTC) - timedelta(seconds=limit.window))
+        count = recent_incidents(
+            self.session.db, self.session.environment, service, since
+        )
+        return count >= limit.drifts
+
+    def hold(self, node: str, findings: Sequence[Finding]) -> Incident:
+        """Open the circuit breaker for ``node``.
+
+        The node is quarantined and its evidence kept, but it is not replaced;
+        a critical finding says so. ``respond`` on it later replaces it.
+        """
+        incident = self.open(node, findings, status="circuit-open")
+        want = self._desired(incident.service)
+        db = self.session.db
+        limit = self.session.fleet.environments[
+            self.session.environment
+        ].circuit_breaker
+        self._quarantine(incident)
+        digest, _earliest = self._capture(incident, want)
+        update_incident(db, incident, step="evidence", evidence=digest)
+        alarm = Finding(
+            source="node",
+            kind="circuit-open",
+            severity=Severity.CRITICAL,
+            subject=f"service:{incident.service}",
+            summary=f"service {incident.service} drifted {limit.drifts} times "
+            f"within {limit.window} s: replacement stopped, {node} kept "
+            "quarantined for analysis",
+            found_at=utc_now(),
+            details={"incident": incident.id, "node": node, "evidence": digest},
+            csf=("DE.AE-02", "DE.AE-08", "RS.MA-01"),
+            environment=self.session.environment,
+        )
+        record_findings(db, [alarm])
+        self.record(
+            "incident.circuit-open",
+            node,
+            {"incident": incident.id, "finding": alarm.id, "evidence": digest},
+        )
+        self.progress(
+            f"[{node}] circuit breaker open: kept quarantined, not replaced "
+            f"(zerodrift respond {node} replaces it)"
+        )
+        return incident
+
+    def respond(self, node: str, findings: Sequence[Finding] = ()) -> Incident:
+        """Run (or resume) the playbook for ``node``; return the incident.
+
+        Args:
+            node: The drifted node.
+            findings: What was found; for a manual response these may be
+                empty (a person decided).
+
+        Raises:
+            ConfigError: ``node`` is not a node of this environment.
+            OperationalError: A step failed; the incident records which.
+        """
+        incident = find_open(self.session.db, node) or self.open(
+            node, findings, status="responding"
+        )
+        if incident.status in ("awaiting-approval", "circuit-open"):
+            incident = update_incident(self.session.db, incident, status="responding")
+            self.record(
+                "incident.approved",
+                node,
+                {"incident": incident.id, "by": _actor()},
+            )
+        want = self._desired(incident.service)
+        try:
+            self._run(incident, want)
+        except Exception as exc:
+            message = getattr(exc, "message", str(exc))
+            update_incident(
+                self.session.db,
+                incident,
+                status="failed",
+                detail={**incident.detail, "error": message[:500]},
+            )
+            self.record(
+                "incident.failed",
+                node,
+                {"incident": incident.id, "step": incident.step, "error": message},
+            )
+            raise
+        return incident
+
+    # --- the steps ----------------------------------------------------------
+
+    def _run(self, incident: Incident, want: DesiredService) -> None:
+        db = self.session.db
+        node = incident.node
+        if incident.replacement is None:
+            # A held incident (circuit breaker) is quarantined, not replaced.
+            replacement = self._replace(incident, want)
+            step = incident.step if incident.done("replaced") else "replaced"
+            update_incident(db, incident, step=step, replacement=replacement)
+            self.progress(f"[{node}] replacement {replacement} is healthy")
+        if not incident.done("quarantined"):
+            self._quarantine(incident)
+        if not incident.done("evidence"):
+            digest, earliest = self._capture(incident, want)
+            ttd = None
+            if earliest is not None:
+                ttd = max(0.0, seconds_between(earliest, incident.detected_at))
+            update_incident(
+                db, incident, step="evidence", evidence=digest, ttd_seconds=ttd
+            )
+            self.progress(f"[{node}] evidence {digest[:19]}… stored")
+        if not incident.done("destroyed"):
+            result = self.session.execute(
+                [Action("destroy", want.name, "drifted", node)],
+                kind="respond",
+                progress=self.progress,
+            )
+            if not result.ok:
+                raise OperationalError(
+                    f"could not destroy {node}: {'; '.join(result.failures)}",
+                    reference="respond-destroy-failed",
+                )
+            update_incident(db, incident, step="destroyed")
+            self.progress(f"[{node}] destroyed")
+        if not incident.done("verified"):
+            self._verify(incident, want)
+            resolved = utc_now()
+            update_incident(
+                db,
+                incident,
+                step="verified",
+                status="resolved",
+                resolved_at=resolved,
+                ttr_seconds=seconds_between(incident.detected_at, resolved),
+            )
+            set_status(db, [f["id"] for f in incident.findings], "resolved")
+            self.record(
+                "incident.resolved",
+                node,
+                {
+                    "incident": incident.id,
+                    "replacement": incident.replacement,
+                    "evidence": incident.evidence,
+                    "ttr_seconds": incident.ttr_seconds,
+                },
+            )
+
+    def _quarantine(self, incident: Incident) -> None:
+        db = self.session.db
+        backend = self.session.backend
+        node = incident.node
+        # Paused processes cannot be listed: keep the list from just
+        # before the pause (stored at once, so a crash cannot lose it).
+        processes = _json(_or_error(lambda: [vars(p) for p in backend.processes(node)]))
+        update_incident(
+            db,
+            incident,
+            detail={**incident.detail, "processes": self.store.put(processes)},
+        )
+        with _gone_is_fine():
+            backend.quarantine(node)
+        update_incident(db, incident, step="quarantined")
+        self.record("incident.quarantined", node, {"incident": incident.id})
+        self.progress(f"[{node}] quarantined: networks cut, processes paused")
+
+    def _replace(self, incident: Incident, want: DesiredService) -> str:
+        actual = self._node(incident.node)
+        generation = actual.labels.get(LABEL_GENERATION, "1")
+        result = self.session.execute(
+            [
+                Action(
+                    "create",
+                    want.name,
+                    "drifted",
+                    None,
+                    want.identity,
+                    want.image_digest,
+                    None,
+                    int(generation) if generation.isdigit() else 1,
+                )
+            ],
+            kind="respond",
+            progress=self.progress,
+        )
+        if not result.ok or not result.created:
+            raise OperationalError(
+                f"no healthy replacement for {incident.node}: "
+                + "; ".join(result.failures),
+                hint="the drifted node is left running; fix the cause and run "
+                f"zerodrift respond {incident.node} again",
+                reference="respond-replacement-failed",
+            )
+        return result.created[0]
+
+    def _capture(
+        self, incident: Incident, want: DesiredService
+    ) -> tuple[str, str | None]:
+        """Store the evidence.
+
+        Returns:
+            The manifest digest, and the earliest modification time among the
+            captured files (database format), when there were any.
+        """
+        backend = self.session.backend
+        node = incident.node
+        items: dict[str, bytes] = {
+            "findings.json": _json(incident.findings),
+        }
+        earliest: float | None = None
+        try:
+            inspect = backend.inspect(node)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            inspect = {}
+            items["missing.txt"] = b"the node was gone before evidence was captured"
+        if inspect:
+            items["inspect.json"] = _json(inspect)
+            listed = incident.detail.get("processes")
+            items["processes.json"] = (
+                self.store.get(listed)
+                if listed
+                else _json(
+                    _or_error(lambda: [vars(p) for p in backend.processes(node)])
+                )
+            )
+            items["logs.txt"] = _or_error_bytes(lambda: backend.logs(node))
+            changes = _or_error(lambda: [vars(c) for c in backend.changes(node)])
+            items["changes.json"] = _json(changes)
+            pid = int((inspect.get("State") or {}).get("Pid") or 0)
+            paths = [
+                c["path"]
+                for c in changes
+                if isinstance(c, dict)
+                and c["kind"] != "deleted"
+                and c["path"] not in RUNTIME_PATHS
+            ]
+            files, listing, earliest = _collect(pid, paths, writable_roots(want.config))
+            items["files.tar"] = files_archive(files)
+            items["files.json"] = _json(listing)
+        digest = self.store.put_manifest(incident.id, items)
+        custody = {
+            "incident": incident.id,
+            "manifest": digest,
+            "items": {
+                name: "sha256:" + _sha256(data) for name, data in sorted(items.items())
+            },
+            "collected_by": _actor(),
+            "host": socket.gethostname(),
+            "store": str(self.store.root),
+        }
+        self.record("evidence.captured", node, custody)
+        change = (
+            format_time(datetime.fromtimestamp(earliest, UTC))
+            if earliest is not None
+            else None
+        )
+        return digest, change
+
+    def _verify(self, incident: Incident, want: DesiredService) -> None:
+        backend = self.session.backend
+        name = incident.replacement or ""
+        health = want.config.get("health")
+        if health:
+            outcome = backend.probe(name, health)
+            if not outcome.healthy:
+                raise OperationalError(
+                    f"replacement {name} is not healthy: {outcome.detail}",
+                    reference="respond-replacement-unhealthy",
+                )
+        observed = observe_node(backend, backend.node(name), want)
+        found = [
+            f
+            for f in node_drift(want, observed, now=utc_now(), recorded=None)
+            if f.kind in RESPONDED_KINDS
+        ]
+        if found:
+            raise OperationalError(
+                f"replacement {name} drifted too: "
+                + "; ".join(f.summary for f in found),
+                hint="the image itself may be compromised: verify it",
+                reference="respond-replacement-drifted",
+            )
+        self.progress(f"[{incident.node}] replacement {name} verified clean")
+
+    # --- helpers ------------------------------------------------------------
+
+    def _stored_findings(self, node: str) -> list[dict[str, Any]]:
+        """The open findings stored about ``node`` (for a manual response)."""
+        return [
+            {key: value for key, value in item.items() if key != "status"}
+            for item in list_findings(self.session.db, source="node", status="open")
+            if item["subject"] == node and item["kind"] in RESPONDED_KINDS
+        ]
+
+    def _node(self, name: str) -> ActualNode:
+        try:
+            actual = self.session.backend.node(name)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            actual = None
+        if (
+            actual is None
+            or not actual.managed
+            or actual.labels.get(LABEL_FLEET) != self.session.fleet.name
+            or actual.labels.get(LABEL_ENVIRONMENT) != self.session.environment
+        ):
+            raise ConfigError(
+                f"{name!r} is not a node of environment {self.session.environment!r}",
+                hint="list nodes with zerodrift inventory --env "
+                f"{self.session.environment}",
+                reference="node-unknown",
+            )
+        return actual
+
+    def _desired(self, service: str) -> DesiredService:
+        for want in self.session.desired():
+            if want.name == service:
+                return want
+        raise ConfigError(
+            f"service {service!r} is no longer in the spec",
+            hint="apply --prune removes its nodes",
+            reference="service-removed",
+        )
+
+
+def answer_findings(
+    responder: Responder, findings: Iterable[Finding]
+) -> list[Incident]:
+    """Apply each drifted node's response policy to what was found.
+
+    ``auto`` runs the playbook, ``approve`` opens an incident awaiting
+    approval, ``alert`` does nothing beyond the findings already reported.
+    """
+    by_node: dict[str, list[Finding]] = {}
+    for finding in findings:
+        if finding.kind in RESPONDED_KINDS:
+            by_node.setdefault(finding.subject, []).append(finding)
+    incidents = []
+    for node, found in sorted(by_node.items()):
+        service = str(found[0].details.get("service", ""))
+        policy = responder.policy(service)
+        if policy == "auto":
+            existing = find_open(responder.session.db, node)
+            if existing is None and responder.breaker_open(service):
+                incidents.append(responder.hold(node, found))
+            elif existing is None or existing.status != "circuit-open":
+                incidents.append(responder.respond(node, found))
+        elif policy == "approve":
+            existing = find_open(responder.session.db, node)
+            incidents.append(
+                existing or responder.open(node, found, status="awaiting-approval")
+            )
+    return incidents
+
+
+def _collect(
+    pid: int, changed: Sequence[str], roots: Sequence[str]
+) -> tuple[list[tuple[str, bytes, int]], list[dict[str, Any]], float | None]:
+    """Read changed files and writable-path files as the node sees them."""
+    base = f"/proc/{pid}/root"
+    paths = set(changed)
+    if pid and os.access(base, os.R_OK | os.X_OK):
+        for root in roots:
+            for folder, _dirs, names in os.walk(base + root, followlinks=False):
+                paths.update(os.path.join(folder, n)[len(base) :] for n in names)
+    files: list[tuple[str, bytes, int]] = []
+    listing: list[dict[str, Any]] = []
+    earliest: float | None = None
+    for path in sorted(paths):
+        try:
+            info = os.lstat(base + path)
+        except OSError as exc:
+            listing.append({"path": path, "error": exc.strerror})
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        entry: dict[str, Any] = {
+            "path": path,
+            "mode": f"{mode:04o}",
+            "size": info.st_size,
+            "mtime": info.st_mtime,
+        }
+        earliest = info.st_mtime if earliest is None else min(earliest, info.st_mtime)
+        if info.st_size <= MAX_EVIDENCE_FILE:
+            try:
+                fd = os.open(base + path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                try:
+                    data = os.read(fd, MAX_EVIDENCE_FILE)
+                finally:
+                    os.close(fd)
+                files.append((path, data, mode))
+                entry["sha256"] = _sha256(data)
+            except OSError as exc:
+                entry["error"] = exc.strerror
+        else:
+            entry["skipped"] = "larger than the evidence limit"
+        listing.append(entry)
+    return files, listing, earliest
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=1, sort_keys=True, default=str).encode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _or_error(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except OperationalError as exc:
+        return {"error": exc.message}
+
+
+def _or_error_bytes(read: Callable[[], bytes]) -> bytes:
+    try:
+        return read()
+    except OperationalError as exc:
+        return f"error: {exc.message}".encode()
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+@contextlib.contextmanager
+def _gone_is_fine() -> Iterator[None]:
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
