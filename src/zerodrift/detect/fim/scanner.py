@@ -21,8 +21,8 @@ import stat
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing.pool import AsyncResult, Pool
 from typing import Any, Generic, TypeVar
 
 from zerodrift.detect.fim.entry import Entry, encode_entry
@@ -188,7 +188,7 @@ def _run_batch(algorithm: str, tasks: list[Task]) -> list[bytes | None]:
 class _Chunk(Generic[T]):
     items: list[tuple[T, int]] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
-    pending: AsyncResult[list[bytes | None]] | None = None
+    pending: Future[list[bytes | None]] | None = None
     done: list[bytes | None] | None = None
 
 
@@ -212,15 +212,20 @@ class Pipeline(Generic[T]):
         self.batch = batch
         self.limit = 4 * self.workers
         self._chunks: deque[_Chunk[T]] = deque([_Chunk()])
-        self._pool: Pool | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> Pipeline[T]:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # NOTE: an executor, not multiprocessing.Pool: Pool.terminate() can
+        # hang for ever when it is called while its task thread is blocked
+        # feeding a full pipe (seen when a baseline write failed mid-scan).
+        # Shutting an executor down cancels what has not started and waits
+        # only for the batches already running.
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def push(self, item: T, task: Task | None) -> Iterator[tuple[T, Result]]:
         """Queue ``item`` (and its task); yield whatever is ready, in order."""
@@ -256,24 +261,24 @@ class Pipeline(Generic[T]):
             chunk.done = _run_batch(self.algorithm, chunk.tasks)
             return
         if self._pool is None:
-            self._pool = multiprocessing.get_context("fork").Pool(self.workers)
-        chunk.pending = self._pool.apply_async(
-            _run_batch, (self.algorithm, chunk.tasks)
-        )
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("fork")
+            )
+        chunk.pending = self._pool.submit(_run_batch, self.algorithm, chunk.tasks)
 
     def _head_ready(self) -> bool:
         head = self._chunks[0]
         if len(self._chunks) == 1:
             return False
         return head.done is not None or (
-            head.pending is not None and head.pending.ready()
+            head.pending is not None and head.pending.done()
         )
 
     def _pop(self) -> Iterator[tuple[T, Result]]:
         chunk = self._chunks.popleft()
         results = chunk.done
         if results is None:
-            results = chunk.pending.get() if chunk.pending else []
+            results = chunk.pending.result() if chunk.pending else []
         for item, index in chunk.items:
             yield item, (results[index] if index >= 0 else None)
 
