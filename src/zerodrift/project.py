@@ -4,12 +4,9 @@ The project knows where everything lives and which engines to use. Engines
 are chosen by URL, from (first match wins) the environment, the optional
 ``zerodrift.toml`` next to the spec, or the embedded defaults:
 
-==================  ==========================  ===================================
-setting             environment variable        default
-==================  ==========================  ===================================
-state database      ``ZERODRIFT_DATABASE_URL``  ``sqlite:///<project>/.zerodrift/state.db``
-signing key name    ``ZERODRIFT_KEY``           ``project``
-==================  ==========================  ===================================
+- state database: ``ZERODRIFT_DATABASE_URL``, ``[state] url``, or
+  ``sqlite:///<project>/.zerodrift/state.db``;
+- signing key name: ``ZERODRIFT_KEY``, ``[keys] name``, or ``project``.
 """
 
 from __future__ import annotations
