@@ -277,6 +277,7 @@ def test_empty_database_is_honest(
     assert outcomes == {
         "audit-trail-verified": "not-applicable",
         "data-flows-declared": "not-applicable",
+        "data-flows-enforced": "not-applicable",
         "evidence-chain-of-custody": "not-applicable",
         "findings-analysed-in-time": "not-applicable",
         "gate-passed-before-deploy": "not-applicable",

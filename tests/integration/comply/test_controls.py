@@ -51,6 +51,7 @@ def test_every_control_is_registered_with_known_subcategories() -> None:
         "no-unmanaged-nodes",
         "incidents-responded-in-time",
         "evidence-chain-of-custody",
+        "data-flows-enforced",
     }
     for control in controls:
         assert all(csf.item(s) is not None for s in control.csf), control.id
