@@ -17,6 +17,7 @@ from zerodrift.comply.controls.response import (
     evidence_chain_of_custody,
     incidents_responded_in_time,
 )
+from zerodrift.comply.evidence import Evidence
 from zerodrift.comply.registry import Outcome
 from zerodrift.govern.audit import AuditTrail
 from zerodrift.respond.evidence import EvidenceStore
@@ -145,7 +146,10 @@ def test_intact_evidence_with_custody_passes(
     db: Database, make_evidence: MakeEvidence, tmp_path: Path
 ) -> None:
     store = EvidenceStore(tmp_path / "evidence")
-    make = lambda **kw: make_evidence(evidence_store=store.root, **kw)  # noqa: E731
+
+    def make(**overrides: object) -> Evidence:
+        return make_evidence(evidence_store=store.root, **overrides)
+
     incident(db, "web-0", "high", detected=at(hours=-3))  # alerted only
     assert evidence_chain_of_custody(make()).outcome is Outcome.NOT_APPLICABLE
     first, digest = quarantined(db, store, "web-1", when=at(hours=-2))
