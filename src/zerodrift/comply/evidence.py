@@ -31,6 +31,7 @@ from zerodrift.state import Database, format_time
 from zerodrift.state.schema import (
     audit_checkpoints,
     findings,
+    incidents,
     inventory_snapshots,
     reconcile_nodes,
     reconcile_runs,
@@ -42,6 +43,7 @@ __all__ = [
     "DeployRun",
     "Evidence",
     "FindingRow",
+    "IncidentRow",
     "NodeRow",
     "Recovery",
     "Snapshot",
@@ -86,6 +88,37 @@ class FindingRow(NamedTuple):
     severity: str
     resolved_at: str | None
     incident_id: str | None
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    """An incident opened by ``as_of``, as that time saw it.
+
+    ``resolved_at`` is ``None`` when the incident was not resolved by
+    ``as_of`` (even if it was later). ``severity`` is that of its most severe
+    finding (``critical`` when it lists none: a person opened it).
+    """
+
+    id: str
+    environment: str
+    node: str
+    severity: str
+    detected_at: str
+    opened_at: str
+    resolved_at: str | None
+    evidence: str | None
+
+
+_SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+
+
+def _incident_severity(found: list[dict[str, Any]]) -> str:
+    ranks = [
+        _SEVERITY_ORDER.index(f["severity"])
+        for f in found
+        if f.get("severity") in _SEVERITY_ORDER
+    ]
+    return _SEVERITY_ORDER[min(ranks, default=0)]
 
 
 @dataclass(frozen=True)
@@ -143,6 +176,7 @@ class Evidence:
         historical: Whether ``as_of`` was asked for (``--at``).
         store: The OCI image store (its attestations prove builds, whose
             digests and times the audit trail records).
+        evidence_store: The incident evidence folder (``.zerodrift/evidence``).
     """
 
     db: Database
@@ -154,6 +188,7 @@ class Evidence:
     witness: Path | None = None
     historical: bool = False
     store: Path | None = None
+    evidence_store: Path | None = None
 
     @cached_property
     def snapshot(self) -> Snapshot | None:
@@ -276,6 +311,33 @@ class Evidence:
                 r.created_at,
                 r.facts_digest,
                 json.loads(r.spec),
+            )
+            for r in rows
+        ]
+
+    @cached_property
+    def incidents(self) -> list[IncidentRow]:
+        """Incidents opened by ``as_of``, oldest first."""
+        t = incidents
+        query = (
+            select(t).where(t.c.opened_at <= self.as_of).order_by(t.c.opened_at, t.c.id)
+        )
+        if self.environment is not None:
+            query = query.where(t.c.environment == self.environment)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            IncidentRow(
+                r.id,
+                r.environment,
+                r.node,
+                _incident_severity(json.loads(r.findings)),
+                r.detected_at,
+                r.opened_at,
+                r.resolved_at
+                if r.resolved_at is not None and r.resolved_at <= self.as_of
+                else None,
+                r.evidence,
             )
             for r in rows
         ]

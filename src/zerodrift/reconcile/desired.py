@@ -22,6 +22,7 @@ from zerodrift.spec.resolve import ResolvedService, resolve_services
 __all__ = [
     "DesiredService",
     "desired_state",
+    "flow_networks",
     "network_name",
     "node_config",
     "node_identity",
@@ -86,7 +87,7 @@ def desired_state(
             node would run as root, or a service declares a port twice.
     """
     services = resolve_services(fleet, environment)
-    networks = _flow_networks(fleet, environment)
+    networks = flow_networks(fleet, environment)
     desired = []
     for name, resolved in services.items():
         digest = digests.get(resolved.service.image)
@@ -230,7 +231,7 @@ def _port(svc: Service, name: str) -> int:
     return int(name) if name.isdigit() else 0
 
 
-def _flow_networks(fleet: Fleet, environment: str) -> dict[str, dict[str, list[str]]]:
+def flow_networks(fleet: Fleet, environment: str) -> dict[str, dict[str, list[str]]]:
     """Per service: network -> aliases it has there, one network per flow edge."""
     # TODO: a flow network also lets the target open connections to the
     # source; enforce direction with firewall rules once the netavark

@@ -556,6 +556,16 @@ def _default_analysis_times() -> dict[SeverityName, int]:
     }
 
 
+def _default_response_times() -> dict[SeverityName, int]:
+    return {
+        "critical": 3600,
+        "high": 4 * 3600,
+        "medium": 86400,
+        "low": 3 * 86400,
+        "info": 7 * 86400,
+    }
+
+
 class Compliance(_Model):
     """What compliance reports expect: evidence freshness and response times."""
 
@@ -570,6 +580,11 @@ class Compliance(_Model):
     analyse_within: dict[SeverityName, Duration] = Field(
         default_factory=_default_analysis_times,
         description="how soon a finding of each severity must leave 'open'",
+    )
+    respond_within: dict[SeverityName, Duration] = Field(
+        default_factory=_default_response_times,
+        description="how soon after detection an incident of each severity (its "
+        "most severe finding) must be resolved: node replaced and verified",
     )
     recovery_drill_interval: Duration = Field(
         default=30 * 86400,

@@ -277,11 +277,14 @@ def test_empty_database_is_honest(
     assert outcomes == {
         "audit-trail-verified": "not-applicable",
         "data-flows-declared": "not-applicable",
+        "data-flows-enforced": "not-applicable",
+        "evidence-chain-of-custody": "not-applicable",
         "findings-analysed-in-time": "not-applicable",
         "gate-passed-before-deploy": "not-applicable",
         "hardening-resolved": "not-applicable",
         "images-signed-attested": "not-applicable",
         "integrity-monitoring-recent": "not-applicable",
+        "incidents-responded-in-time": "not-applicable",
         "inventory-recorded": "fail",  # the one thing an empty state proves
         "no-baked-secrets": "not-applicable",
         "no-unmanaged-nodes": "not-applicable",

@@ -49,6 +49,9 @@ def test_every_control_is_registered_with_known_subcategories() -> None:
         "recovery-drill-recent",
         "gate-passed-before-deploy",
         "no-unmanaged-nodes",
+        "incidents-responded-in-time",
+        "evidence-chain-of-custody",
+        "data-flows-enforced",
     }
     for control in controls:
         assert all(csf.item(s) is not None for s in control.csf), control.id

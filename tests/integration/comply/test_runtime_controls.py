@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from tests.integration.comply.conftest import MakeEvidence, at
+from tests.integration.comply.conftest import MakeEvidence, add_revision, at
 from zerodrift.comply.controls.gate import gate_passed_before_deploy
-from zerodrift.comply.controls.inventory import no_unmanaged_nodes
+from zerodrift.comply.controls.inventory import (
+    data_flows_enforced,
+    no_unmanaged_nodes,
+)
 from zerodrift.comply.controls.recovery import recovery_drill_recent
 from zerodrift.comply.controls.runtime import (
     nodes_least_privilege,
@@ -18,7 +21,7 @@ from zerodrift.comply.controls.runtime import (
 )
 from zerodrift.comply.registry import Outcome
 from zerodrift.govern.audit import AuditTrail
-from zerodrift.reconcile.desired import desired_state
+from zerodrift.reconcile.desired import desired_state, network_name
 from zerodrift.reconcile.journal import Journal
 from zerodrift.spec import LoadedSpec
 from zerodrift.state import Database
@@ -361,3 +364,48 @@ def test_integrity_monitoring_needs_recent_node_and_host_checks(
     assert integrity_monitoring_recent(make_evidence(as_of=at(days=1))).outcome is (
         Outcome.FAIL
     )
+
+
+# --- data-flows-enforced ----------------------------------------------------
+
+
+def test_data_flows_enforced_on_deployed_networks(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    assert data_flows_enforced(make_evidence()).outcome is Outcome.NOT_APPLICABLE
+
+    _run, names = deploy(db, spec, "prod", when=at(hours=-2))
+    verdict = data_flows_enforced(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+    # web -> api -> db: two flows, each network joined by both its ends.
+    assert (
+        verdict.summary
+        == f"{len(names)} nodes on exactly their flows' networks (4 joins)"
+    )
+
+    web, api = (next(n for n in names if f"-{s}-" in n) for s in ("web", "api"))
+    web_to_api = network_name(spec.fleet.name, "prod", "web", "api")
+    api_to_db = network_name(spec.fleet.name, "prod", "api", "db")
+    # A node joined to a network no flow declares, another missing its flow.
+    set_node_config(db, web, networks={web_to_api: [], api_to_db: []})
+    set_node_config(db, api, networks={web_to_api: ["api"]})
+    verdict = data_flows_enforced(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert {r.id: r.note for r in verdict.evidence} == {
+        web: f"undeclared {api_to_db}",
+        api: f"missing {api_to_db}",
+    }
+    # Only prod's nodes were deployed; staging has none to judge.
+    staging = make_evidence(environment="staging")
+    assert data_flows_enforced(staging).outcome is Outcome.NOT_APPLICABLE
+    # Before the deployment there was nothing to judge either.
+    earlier = make_evidence(as_of=at(hours=-3))
+    assert data_flows_enforced(earlier).outcome is Outcome.NOT_APPLICABLE
+    # At a past time the current spec is judged only while it is the newest
+    # revision recorded; after a later revision its content is unknown.
+    add_revision(db, spec.digest, at(hours=-3), "a" * 40, False)
+    past = make_evidence(historical=True, as_of=at(hours=-1))
+    assert data_flows_enforced(past).outcome is Outcome.FAIL
+    add_revision(db, "sha256:" + "9" * 64, at(hours=-1.5), "b" * 40, False)
+    past = make_evidence(historical=True, as_of=at(hours=-1))
+    assert data_flows_enforced(past).outcome is Outcome.NOT_APPLICABLE

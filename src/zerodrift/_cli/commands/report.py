@@ -166,6 +166,7 @@ def _evaluate(ctx: Context) -> Report:
         witness=ctx.witness_path,
         historical=args.at is not None,
         store=ctx.project.state_dir / "store",
+        evidence_store=ctx.project.state_dir / "evidence",
     )
     return build_report(
         catalogs, args.framework, evidence, attestations, generated_at=now

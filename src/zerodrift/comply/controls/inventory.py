@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from zerodrift.comply.evidence import Evidence, Snapshot, parse_time
-from zerodrift.comply.registry import EvidenceRef, Verdict, control
+from typing import Any
 
-__all__ = ["data_flows_declared", "inventory_recorded", "no_unmanaged_nodes"]
+from zerodrift.comply.evidence import Evidence, NodeRow, Snapshot, parse_time
+from zerodrift.comply.registry import EvidenceRef, Verdict, control
+from zerodrift.reconcile.desired import flow_networks
+
+__all__ = [
+    "data_flows_declared",
+    "data_flows_enforced",
+    "inventory_recorded",
+    "no_unmanaged_nodes",
+]
 
 
 def _snapshot_ref(snapshot: Snapshot, note: str) -> EvidenceRef:
@@ -74,8 +82,8 @@ def data_flows_declared(evidence: Evidence) -> Verdict:
     some flow is declared when there are two or more services, and every
     flow joins two inventoried services.
     """
-    # TODO: also check that flows are enforced (network policies, podman
-    # networks) once deployments record what they applied.
+    # That deployed nodes are joined to exactly these flows' networks is
+    # judged by data-flows-enforced.
     newest = evidence.snapshot
     if newest is None:
         return Verdict.not_applicable("no inventory snapshot recorded")
@@ -103,6 +111,65 @@ def data_flows_declared(evidence: Evidence) -> Verdict:
     return Verdict.passed(
         f"{len(flows)} flows between {len(services)} services declared{note}", [ref]
     )
+
+
+@control(
+    "data-flows-enforced",
+    title="Deployed nodes are joined to exactly the networks of declared flows",
+    csf=("ID.AM-03", "PR.IR-01"),
+)
+def data_flows_enforced(evidence: Evidence) -> Verdict:
+    """Only declared communication is possible between deployed services.
+
+    Each flow (``talks_to``) gets its own internal network joining the two
+    services. Every node alive at ``as_of`` must have been created on
+    exactly the networks, with the aliases, that the flows of the spec in
+    force give its service: none missing (a declared flow that cannot
+    work), none extra (communication nobody declared).
+    """
+    spec = evidence.spec_in_force
+    if spec is None:
+        return Verdict.not_applicable("the spec in force at that time is not known")
+    nodes = evidence.nodes
+    if not nodes:
+        return Verdict.not_applicable("no deployed node recorded")
+    expected = {
+        env: flow_networks(spec.fleet, env) for env in {n.environment for n in nodes}
+    }
+    bad = []
+    for node in nodes:
+        want = expected[node.environment].get(node.service, {})
+        problem = _network_problem(node, want)
+        if problem:
+            bad.append(EvidenceRef("node", node.name, problem, node.created_at))
+    if bad:
+        return Verdict.failed(
+            f"{len(bad)} of {len(nodes)} nodes are not on exactly their flows' "
+            "networks",
+            bad,
+        )
+    joined = sum(len(n.spec.get("config", {}).get("networks") or {}) for n in nodes)
+    return Verdict.passed(
+        f"{len(nodes)} nodes on exactly their flows' networks ({joined} joins)",
+        [EvidenceRef("node", n.name, n.service, n.created_at) for n in nodes],
+    )
+
+
+def _network_problem(node: NodeRow, want: dict[str, list[str]]) -> str | None:
+    have: dict[str, Any] = node.spec.get("config", {}).get("networks") or {}
+    problems = []
+    if extra := sorted(set(have) - set(want)):
+        problems.append(f"undeclared {', '.join(extra)}")
+    if missing := sorted(set(want) - set(have)):
+        problems.append(f"missing {', '.join(missing)}")
+    aliases = sorted(
+        net
+        for net in set(have) & set(want)
+        if sorted(have[net] or []) != sorted(want[net])
+    )
+    if aliases:
+        problems.append(f"other aliases on {', '.join(aliases)}")
+    return "; ".join(problems) or None
 
 
 @control(
