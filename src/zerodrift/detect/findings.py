@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from zerodrift import __version__
 from zerodrift._internal.canonical import canonical_json, sha256_hex
-from zerodrift.state import Database
+from zerodrift.state import Database, utc_now
 from zerodrift.state.schema import findings as findings_table
 
 __all__ = [
@@ -127,8 +127,22 @@ def record_findings(db: Database, found: Iterable[Finding]) -> list[str]:
     return new
 
 
-def set_status(db: Database, ids: Iterable[str], status: str) -> int:
+def set_status(
+    db: Database,
+    ids: Iterable[str],
+    status: str,
+    *,
+    at: str | None = None,
+    incident: str | None = None,
+) -> int:
     """Set the status (``open``, ``resolved``...) of stored findings.
+
+    Args:
+        db: The state database.
+        ids: The findings to update.
+        status: The new status; ``resolved`` also records ``resolved_at``.
+        at: When it happened (database format; default: now).
+        incident: The incident that took the findings over, if any.
 
     Returns:
         How many findings were updated.
@@ -136,11 +150,16 @@ def set_status(db: Database, ids: Iterable[str], status: str) -> int:
     wanted = sorted(set(ids))
     if not wanted:
         return 0
+    values: dict[str, Any] = {"status": status}
+    if status == "resolved":
+        values["resolved_at"] = at or utc_now()
+    if incident is not None:
+        values["incident_id"] = incident
     with db.write() as conn:
         result = conn.execute(
             update(findings_table)
             .where(findings_table.c.id.in_(wanted))
-            .values(status=status)
+            .values(**values)
         )
     return int(result.rowcount)
 

@@ -127,6 +127,14 @@ class Responder:
             findings=[f.to_dict() for f in findings] or self._stored_findings(node),
             status=status,
         )
+        # The incident now answers for its findings: they count as analysed
+        # from the moment it opened.
+        set_status(
+            self.session.db,
+            [f["id"] for f in incident.findings if f.get("id")],
+            "open",
+            incident=incident.id,
+        )
         self.record(
             "incident.opened",
             node,
@@ -275,7 +283,13 @@ class Responder:
                 resolved_at=resolved,
                 ttr_seconds=seconds_between(incident.detected_at, resolved),
             )
-            set_status(db, [f["id"] for f in incident.findings], "resolved")
+            set_status(
+                db,
+                [f["id"] for f in incident.findings],
+                "resolved",
+                at=resolved,
+                incident=incident.id,
+            )
             self.record(
                 "incident.resolved",
                 node,

@@ -200,3 +200,43 @@ def test_evidence_without_custody_record_fails(
     verdict = evidence_chain_of_custody(make_evidence(evidence_store=store.root))
     assert verdict.outcome is Outcome.FAIL
     assert verdict.evidence[0].note == "no custody record in the audit trail"
+
+
+def test_a_finding_counts_as_analysed_when_its_incident_opened(
+    db: Database, make_evidence: MakeEvidence
+) -> None:
+    from zerodrift.comply.controls.findings import findings_analysed_in_time
+    from zerodrift.detect.findings import (
+        Finding,
+        Severity,
+        record_findings,
+        set_status,
+    )
+
+    # A critical finding must be analysed within 4 hours by default.
+    found = Finding(
+        "node",
+        "executable-added",
+        Severity.CRITICAL,
+        "web-7",
+        "a script appeared",
+        at(hours=-10),
+        environment="prod",
+    )
+    [finding_id] = record_findings(db, [found])
+    assert findings_analysed_in_time(make_evidence()).outcome is Outcome.FAIL
+
+    quick = incident(db, "web-7", "critical", detected=at(hours=-9))
+    set_status(db, [finding_id], "open", incident=quick.id)
+    verdict = findings_analysed_in_time(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+
+    with db.write() as conn:
+        conn.execute(
+            update(incidents)
+            .where(incidents.c.id == quick.id)
+            .values(opened_at=at(hours=-2))
+        )
+    verdict = findings_analysed_in_time(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert "after 8.0 h" in (verdict.evidence[0].note or "")

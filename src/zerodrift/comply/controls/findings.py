@@ -31,10 +31,11 @@ def findings_analysed_in_time(evidence: Evidence) -> Verdict:
     limits = {str(k): v for k, v in Compliance().analyse_within.items()}
     limits.update((str(k), v) for k, v in evidence.policy.analyse_within.items())
     now = parse_time(evidence.as_of)
+    opened = {i.id: i.opened_at for i in evidence.incidents}
     late: list[EvidenceRef] = []
     pending = 0
     for row in rows:
-        waited = _waited(row, evidence.as_of)
+        waited = _waited(row, evidence.as_of, opened)
         if waited is None:
             pending += 1
             waited = (now - parse_time(row.found_at)).total_seconds()
@@ -53,15 +54,19 @@ def findings_analysed_in_time(evidence: Evidence) -> Verdict:
     )
 
 
-def _waited(row: FindingRow, as_of: str) -> float | None:
-    """Seconds until the finding was analysed, or ``None`` if not by ``as_of``."""
+def _waited(row: FindingRow, as_of: str, opened: dict[str, str]) -> float | None:
+    """Seconds until the finding was analysed, or ``None`` if not by ``as_of``.
+
+    A finding is analysed when it is resolved, or when an incident that
+    takes it over is opened (the incident then answers for the response).
+    """
     if row.resolved_at is not None and row.resolved_at <= as_of:
         return (parse_time(row.resolved_at) - parse_time(row.found_at)).total_seconds()
-    if row.incident_id is not None and row.resolved_at is None:
-        # Linked to an incident, which records no time of its own here:
-        # counted as analysed when found.
-        # TODO: use the incident's opening time once incidents are recorded.
-        return 0.0
+    opened_at = opened.get(row.incident_id or "")
+    if opened_at is not None:
+        return max(
+            0.0, (parse_time(opened_at) - parse_time(row.found_at)).total_seconds()
+        )
     return None
 
 

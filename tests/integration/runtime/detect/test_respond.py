@@ -62,6 +62,13 @@ def test_respond_replaces_the_node_and_keeps_signed_evidence(
             "SELECT DISTINCT status FROM findings WHERE subject = ?", (api,)
         ).fetchall()
     assert statuses == [("resolved",)]
+    with sqlite3.connect(rt_project / ".zerodrift" / "state.db") as conn:
+        links = conn.execute(
+            "SELECT DISTINCT incident_id, resolved_at FROM findings WHERE subject = ?",
+            (api,),
+        ).fetchall()
+    # Each finding names the incident that answered it, resolved when it was.
+    assert links == [(incident["id"], incident["resolved_at"])]
     replacement = incident["replacement"]
     after = _running(backend, rt_project, "api")
     assert api not in after
