@@ -33,11 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.busybox_image import build_busybox_layout, install_store
 from tests.support.podman import running_podman
-from tests.support.unsafe_cli import unsafe
 
-from bench.bench_runtime import bare_podman
+from bench.bench_runtime import bare_podman, prepare_example_environment
 from zerodrift._cli.main import main
-from zerodrift.reconcile.session import set_verifier_factory
 from zerodrift.runtime.podman import PodmanBackend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,10 +122,7 @@ def bench(drifts: int) -> None:
 
 def _bench(work: Path, drifts: int) -> None:
     layout = build_busybox_layout(work / "image")
-    set_verifier_factory(unsafe)
-    os.environ.setdefault("ZERODRIFT_KEY_PASSPHRASE", "bench-passphrase")
-    os.environ["SHOP_API_TOKEN"] = "bench-token"  # noqa: S105 - a bench value
-    os.environ["SHOP_DB_PASSWORD"] = "bench-password"  # noqa: S105 - a bench value
+    prepare_example_environment()
     with running_podman() as (socket, service):
         os.environ["ZERODRIFT_RUNTIME"] = f"podman://{socket}"
         project = work / "shop"

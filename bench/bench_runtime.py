@@ -133,6 +133,14 @@ def bare_podman(socket_env: dict[str, str], image: str, nodes: int) -> float:
     return (time.perf_counter() - began) / nodes
 
 
+def prepare_example_environment() -> None:
+    """Unsigned test images may run; the example fleet's key and secrets are set."""
+    set_verifier_factory(unsafe)
+    os.environ.setdefault("ZERODRIFT_KEY_PASSPHRASE", "bench-passphrase")
+    os.environ["SHOP_API_TOKEN"] = "bench-token"  # noqa: S105 - a bench value
+    os.environ["SHOP_DB_PASSWORD"] = "bench-password"  # noqa: S105 - a bench value
+
+
 def bench_fleet(replicas: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="zd-runtime-bench-"))
     try:
@@ -143,10 +151,7 @@ def bench_fleet(replicas: int) -> None:
 
 def _bench_fleet(work: Path, replicas: int) -> None:
     layout = build_busybox_layout(work / "image")
-    set_verifier_factory(unsafe)
-    os.environ.setdefault("ZERODRIFT_KEY_PASSPHRASE", "bench-passphrase")
-    os.environ["SHOP_API_TOKEN"] = "bench-token"  # noqa: S105 - a bench value
-    os.environ["SHOP_DB_PASSWORD"] = "bench-password"  # noqa: S105 - a bench value
+    prepare_example_environment()
     with running_podman() as (socket, service):
         os.environ["ZERODRIFT_RUNTIME"] = f"podman://{socket}"
         project = work / "shop"

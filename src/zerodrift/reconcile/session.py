@@ -228,16 +228,7 @@ class Session:
                 self.environment,
                 {"run_id": journal.run_id, "plan": plan.counts()},
             )
-            try:
-                self._prepare_images(plan, desired, progress)
-                executor = Executor(
-                    self.backend, journal, self.secrets, self.record, progress
-                )
-                result = executor.apply(plan, desired)
-            except BaseException as exc:
-                journal.finish("failed", {"error": str(exc)[:500]})
-                raise
-            journal.finish("succeeded" if result.ok else "failed", result.to_dict())
+            result = self._run(journal, plan, desired, progress)
             self.record(f"{kind}.finished", self.environment, result.to_dict())
             return plan, result
 
@@ -264,17 +255,27 @@ class Session:
             desired = self.desired()
             plan = Plan(self.environment, list(actions))
             journal.start(kind, self.spec_digest, self.git_commit)
-            try:
-                self._prepare_images(plan, desired, progress)
-                executor = Executor(
-                    self.backend, journal, self.secrets, self.record, progress
-                )
-                result = executor.apply(plan, desired)
-            except BaseException as exc:
-                journal.finish("failed", {"error": str(exc)[:500]})
-                raise
-            journal.finish("succeeded" if result.ok else "failed", result.to_dict())
-            return result
+            return self._run(journal, plan, desired, progress)
+
+    def _run(
+        self,
+        journal: Journal,
+        plan: Plan,
+        desired: list[DesiredService],
+        progress: Callable[[str], None],
+    ) -> ApplyResult:
+        """Verify and load images, carry out ``plan``, and close the journal."""
+        try:
+            self._prepare_images(plan, desired, progress)
+            executor = Executor(
+                self.backend, journal, self.secrets, self.record, progress
+            )
+            result = executor.apply(plan, desired)
+        except BaseException as exc:
+            journal.finish("failed", {"error": str(exc)[:500]})
+            raise
+        journal.finish("succeeded" if result.ok else "failed", result.to_dict())
+        return result
 
     def _prepare_images(
         self,
