@@ -108,18 +108,37 @@ def _evidence(ctx: Context) -> ImageEvidence:
 
 def _record(ctx: Context, report: GateReport) -> None:
     """Store failures as findings and the verdict in the audit trail."""
-    from zerodrift.detect.findings import record_findings
+    from zerodrift.detect.findings import (
+        fingerprint_of,
+        record_findings,
+        resolve_unseen,
+    )
     from zerodrift.gate.results import to_findings
     from zerodrift.state import utc_now
 
     args = ctx.args
-    findings = record_findings(ctx.db, to_findings(report, utc_now()))
+    now = utc_now()
+    recorded = record_findings(ctx.db, to_findings(report, now))
+    findings = recorded.new
+    covered = {
+        fingerprint_of("gate", r.rule, r.target, report.environment)
+        for r in report.results
+    }
+    resolved = resolve_unseen(
+        ctx.db,
+        source="gate",
+        covers=lambda _subject, fingerprint: fingerprint in covered,
+        seen=(f.fingerprint for f in recorded.findings),
+        resolution="passed a later gate run",
+        at=now,
+    )
     failed = [f"{r.rule}:{r.target}" for r in report.failures()]
     details = {
         "verdict": report.verdict,
         "counts": report.counts(),
         "failed": failed[:100],
         "findings": len(findings),
+        "resolved_findings": resolved[:100],
         "plans": [str(p) for p in args.plan],
         "manifests": [str(p) for p in args.manifests],
         "commit": ctx.git.commit,
