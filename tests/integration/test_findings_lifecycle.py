@@ -108,7 +108,8 @@ def test_a_detector_resolves_what_it_covered_and_no_longer_sees(
     resolved = resolve_unseen(
         db,
         source="node",
-        covers=lambda subject, _fingerprint: subject.startswith("web-"),
+        environment="prod",
+        covers=lambda _kind, subject: subject.startswith("web-"),
         seen=[kept.fingerprint],
         resolution="gone",
         at=T4,
@@ -118,7 +119,12 @@ def test_a_detector_resolves_what_it_covered_and_no_longer_sees(
     assert still_open == {"web-2", "api-1"}
     assert (
         resolve_unseen(
-            db, source="fim", covers=lambda *_: True, seen=[], resolution="x"
+            db,
+            source="fim",
+            environment="prod",
+            covers=lambda *_: True,
+            seen=[],
+            resolution="x",
         )
         == []
     ), "other detectors' findings are not touched"

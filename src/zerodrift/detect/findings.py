@@ -253,6 +253,7 @@ def resolve_unseen(
     db: Database,
     *,
     source: str,
+    environment: str | None,
     covers: Callable[[str, str], bool],
     seen: Iterable[str],
     resolution: str,
@@ -267,8 +268,9 @@ def resolve_unseen(
     Args:
         db: The state database.
         source: The detector.
-        covers: Given a finding's subject and fingerprint, whether the
-            detector looked at it this time.
+        environment: The environment it looked at (``None``: none named).
+        covers: Given a finding's kind and subject, whether the detector
+            looked at it this time.
         seen: Fingerprints of what it found this time.
         resolution: Why they are resolved (for example "passed the gate").
         at: When (database format; default: now).
@@ -282,11 +284,15 @@ def resolve_unseen(
         ids = [
             row.id
             for row in conn.execute(
-                select(t.c.id, t.c.subject, t.c.fingerprint).where(
-                    t.c.source == source, t.c.status != "resolved"
+                select(t.c.id, t.c.kind, t.c.subject, t.c.fingerprint).where(
+                    t.c.source == source,
+                    t.c.status != "resolved",
+                    t.c.environment.is_(None)
+                    if environment is None
+                    else t.c.environment == environment,
                 )
             )
-            if row.fingerprint not in still and covers(row.subject, row.fingerprint)
+            if row.fingerprint not in still and covers(row.kind, row.subject)
         ]
     return resolve_findings(db, ids, resolution=resolution, at=at)
 

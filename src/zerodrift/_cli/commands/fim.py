@@ -297,7 +297,8 @@ def run_check(ctx: Context) -> int:
         resolved = resolve_unseen(
             ctx.db,
             source="fim",
-            covers=lambda subject, _fingerprint: subject.startswith(f"{host}:"),
+            environment=None,
+            covers=lambda _kind, subject: subject.startswith(f"{host}:"),
             seen=(f.fingerprint for f in findings),
             resolution="matches the signed baseline again",
         )
@@ -398,7 +399,8 @@ def run_update(ctx: Context) -> int:
     resolved = resolve_unseen(
         ctx.db,
         source="fim",
-        covers=lambda subject, _fingerprint: subject in subjects,
+        environment=None,
+        covers=lambda _kind, subject: subject in subjects,
         seen=(),
         resolution=f"accepted into the baseline by {ctx.audit.actor}",
     )

@@ -107,27 +107,24 @@ def _evidence(ctx: Context) -> ImageEvidence:
 
 
 def _record(ctx: Context, report: GateReport) -> None:
-    """Store failures as findings and the verdict in the audit trail."""
-    from zerodrift.detect.findings import (
-        fingerprint_of,
-        record_findings,
-        resolve_unseen,
-    )
-    from zerodrift.gate.results import to_findings
+    """Store failures as findings and the verdict in the audit trail.
+
+    Findings of earlier runs that this run judged again and did not raise
+    are resolved.
+    """
+    from zerodrift.detect.findings import record_findings, resolve_unseen
+    from zerodrift.gate.results import judged_again, to_findings
     from zerodrift.state import utc_now
 
     args = ctx.args
     now = utc_now()
     recorded = record_findings(ctx.db, to_findings(report, now))
     findings = recorded.new
-    covered = {
-        fingerprint_of("gate", r.rule, r.target, report.environment)
-        for r in report.results
-    }
     resolved = resolve_unseen(
         ctx.db,
         source="gate",
-        covers=lambda _subject, fingerprint: fingerprint in covered,
+        environment=report.environment,
+        covers=judged_again(report),
         seen=(f.fingerprint for f in recorded.findings),
         resolution="passed a later gate run",
         at=now,
