@@ -4,13 +4,21 @@ A finding is something that differs from the signed, declared state. Every
 detector (node drift, host file integrity, the CI gate) produces the same
 :class:`Finding`, stores it in the ``findings`` table, and can render it as an
 OCSF 1.1 *Detection Finding* (class 2004) so a SIEM ingests it unchanged.
+
+A finding's *fingerprint* says what it is about: the detector, the kind, the
+environment and the subject, not when it was seen nor the evidence of the
+moment. While a finding with that fingerprint is open, seeing it again only
+updates it (last seen, how often, the latest evidence), so a deviation that
+persists over many checks is one finding and is analysed once. Once resolved,
+seeing it again opens a new occurrence with its own id, so the history of
+each occurrence stays as it was (see ADR 0067).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
@@ -24,10 +32,15 @@ from zerodrift.state.schema import findings as findings_table
 
 __all__ = [
     "Finding",
+    "Recorded",
     "Severity",
+    "fingerprint_of",
+    "get_finding",
     "list_findings",
     "ocsf_file_activities",
     "record_findings",
+    "resolve_findings",
+    "resolve_unseen",
     "set_status",
     "to_ocsf",
 ]
@@ -82,10 +95,14 @@ class Finding:
     environment: str | None = None
 
     @property
+    def fingerprint(self) -> str:
+        """What the finding is about, whenever it is seen (see the module)."""
+        return fingerprint_of(self.source, self.kind, self.subject, self.environment)
+
+    @property
     def id(self) -> str:
-        """A content-derived identifier: the same finding gets the same id."""
-        body = asdict(self)
-        body["severity"] = self.severity.label
+        """This occurrence: the fingerprint and when the occurrence began."""
+        body = {"fingerprint": self.fingerprint, "found_at": self.found_at}
         return sha256_hex(canonical_json(body))[:32]
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,35 +113,188 @@ class Finding:
         return {"id": self.id, **body}
 
 
-def record_findings(db: Database, found: Iterable[Finding]) -> list[str]:
-    """Store findings (each once); return the ids of those that were new.
+def fingerprint_of(
+    source: str, kind: str, subject: str, environment: str | None
+) -> str:
+    """The fingerprint of findings of ``kind`` by ``source`` about ``subject``."""
+    body = {
+        "source": source,
+        "kind": kind,
+        "subject": subject,
+        "environment": environment,
+    }
+    return sha256_hex(canonical_json(body))[:32]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What :func:`record_findings` stored.
+
+    Attributes:
+        findings: The findings as stored, in the order given: a finding seen
+            again while open carries its occurrence's ``found_at``, so its
+            ``id`` is the stored one.
+        new: Ids of the occurrences that began now (new or seen again after
+            being resolved).
+    """
+
+    findings: list[Finding]
+    new: list[str]
+
+
+def record_findings(db: Database, found: Iterable[Finding]) -> Recorded:
+    """Store findings: open new occurrences, update the open ones seen again.
 
     Raises:
         OperationalError: The database failed.
     """
+    items = list(found)
+    stored: list[Finding] = []
     new: list[str] = []
-    with db.write() as conn:
-        for item in found:
-            inserted = db.insert_new(
-                conn,
-                findings_table,
-                {
-                    "id": item.id,
-                    "found_at": item.found_at,
-                    "source": item.source,
-                    "kind": item.kind,
-                    "severity": item.severity.label,
-                    "environment": item.environment,
-                    "subject": item.subject,
-                    "summary": item.summary,
-                    "details": canonical_json(item.details).decode(),
-                    "csf": json.dumps(list(item.csf)),
-                    "status": "open",
-                },
+    if not items:
+        return Recorded(stored, new)
+    t = findings_table
+    with db.write(lock="findings") as conn:
+        open_rows = {
+            row.fingerprint: row
+            for row in conn.execute(
+                select(t.c.id, t.c.fingerprint, t.c.found_at, t.c.last_seen_at).where(
+                    t.c.fingerprint.in_({i.fingerprint for i in items}),
+                    t.c.status != "resolved",
+                )
             )
-            if inserted:
-                new.append(item.id)
-    return new
+        }
+        began: dict[str, str] = {}
+        last = {fp: row.last_seen_at or row.found_at for fp, row in open_rows.items()}
+        for item in items:
+            row = open_rows.get(item.fingerprint)
+            first = began.get(item.fingerprint)
+            if first is None:
+                if row is None:
+                    # The same occurrence given twice (after it was
+                    # resolved) is not a new one.
+                    if db.insert_new(conn, t, {**_row(item), "status": "open"}):
+                        began[item.fingerprint] = item.found_at
+                        new.append(item.id)
+                    stored.append(item)
+                    continue
+                first = row.found_at
+            occurrence = replace(item, found_at=first)
+            seen_at = max(last.get(item.fingerprint, first), item.found_at)
+            last[item.fingerprint] = seen_at
+            conn.execute(
+                update(t)
+                .where(t.c.id == occurrence.id)
+                .values(
+                    last_seen_at=seen_at,
+                    times_seen=t.c.times_seen + 1,
+                    severity=item.severity.label,
+                    summary=item.summary,
+                    details=canonical_json(item.details).decode(),
+                )
+            )
+            stored.append(occurrence)
+    return Recorded(stored, new)
+
+
+def _row(item: Finding) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "fingerprint": item.fingerprint,
+        "found_at": item.found_at,
+        "last_seen_at": item.found_at,
+        "times_seen": 1,
+        "source": item.source,
+        "kind": item.kind,
+        "severity": item.severity.label,
+        "environment": item.environment,
+        "subject": item.subject,
+        "summary": item.summary,
+        "details": canonical_json(item.details).decode(),
+        "csf": json.dumps(list(item.csf)),
+    }
+
+
+def resolve_findings(
+    db: Database, ids: Iterable[str], *, resolution: str, at: str | None = None
+) -> list[str]:
+    """Resolve open findings, saying why; return the ids that were open.
+
+    Args:
+        db: The state database.
+        ids: Full finding ids.
+        resolution: Why they no longer need attention (shown and kept).
+        at: When (database format; default: now).
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    t = findings_table
+    with db.write(lock="findings") as conn:
+        open_ids = list(
+            conn.execute(
+                select(t.c.id).where(t.c.id.in_(wanted), t.c.status != "resolved")
+            ).scalars()
+        )
+        if open_ids:
+            conn.execute(
+                update(t)
+                .where(t.c.id.in_(open_ids))
+                .values(
+                    status="resolved",
+                    resolved_at=at or utc_now(),
+                    resolution=resolution,
+                )
+            )
+    return sorted(open_ids)
+
+
+def resolve_unseen(
+    db: Database,
+    *,
+    source: str,
+    environment: str | None,
+    covers: Callable[[str, str], bool],
+    seen: Iterable[str],
+    resolution: str,
+    at: str | None = None,
+) -> list[str]:
+    """Resolve the open findings a detector covered and no longer sees.
+
+    A detector that has just looked at a set of things (the rules and
+    targets of a gate run, the paths of a host baseline) knows that an open
+    finding about one of them which it did not raise again is gone.
+
+    Args:
+        db: The state database.
+        source: The detector.
+        environment: The environment it looked at (``None``: none named).
+        covers: Given a finding's kind and subject, whether the detector
+            looked at it this time.
+        seen: Fingerprints of what it found this time.
+        resolution: Why they are resolved (for example "passed the gate").
+        at: When (database format; default: now).
+
+    Returns:
+        The ids resolved.
+    """
+    still = set(seen)
+    t = findings_table
+    with db.read() as conn:
+        ids = [
+            row.id
+            for row in conn.execute(
+                select(t.c.id, t.c.kind, t.c.subject, t.c.fingerprint).where(
+                    t.c.source == source,
+                    t.c.status != "resolved",
+                    t.c.environment.is_(None)
+                    if environment is None
+                    else t.c.environment == environment,
+                )
+            )
+            if row.fingerprint not in still and covers(row.kind, row.subject)
+        ]
+    return resolve_findings(db, ids, resolution=resolution, at=at)
 
 
 def set_status(
@@ -170,21 +340,54 @@ def list_findings(
     source: str | None = None,
     status: str | None = None,
     since: str | None = None,
+    environment: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield stored findings, oldest first, as dicts with their status."""
-    query = select(findings_table).order_by(findings_table.c.found_at)
+    t = findings_table
+    query = select(t).order_by(t.c.found_at, t.c.id)
     if source:
-        query = query.where(findings_table.c.source == source)
+        query = query.where(t.c.source == source)
     if status:
-        query = query.where(findings_table.c.status == status)
+        query = query.where(t.c.status == status)
     if since:
-        query = query.where(findings_table.c.found_at >= since)
+        query = query.where(t.c.found_at >= since)
+    if environment:
+        query = query.where(t.c.environment == environment)
     with db.read() as conn:
         for row in conn.execute(query):
-            data = dict(row._mapping)
-            data["details"] = json.loads(data["details"])
-            data["csf"] = json.loads(data["csf"])
-            yield data
+            yield _stored(row._mapping)
+
+
+def get_finding(db: Database, prefix: str) -> dict[str, Any]:
+    """The stored finding whose id is or starts with ``prefix``.
+
+    Raises:
+        ConfigError: No finding, or more than one, has that id prefix.
+    """
+    from zerodrift.errors import ConfigError
+
+    t = findings_table
+    text = prefix.strip().lower()
+    with db.read() as conn:
+        rows = conn.execute(
+            select(t).where(t.c.id.startswith(text, autoescape=True)).limit(2)
+        ).all()
+    if len(rows) != 1 or len(text) < 4:
+        what = "no finding" if not rows else "more than one finding"
+        raise ConfigError(
+            f"{what} has the id {prefix!r}",
+            hint="list them with 'zerodrift findings --status all' and give "
+            "at least 4 characters of an id",
+            reference="finding-not-found" if not rows else "finding-ambiguous",
+        )
+    return _stored(rows[0]._mapping)
+
+
+def _stored(mapping: Any) -> dict[str, Any]:
+    data = dict(mapping)
+    data["details"] = json.loads(data["details"])
+    data["csf"] = json.loads(data["csf"])
+    return data
 
 
 def to_ocsf(item: Finding, *, resource_type: str = "container") -> dict[str, Any]:

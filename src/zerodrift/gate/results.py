@@ -7,6 +7,7 @@ and any future caller (an admission webhook) reads the same thing.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -169,3 +170,33 @@ def to_findings(report: GateReport, found_at: str) -> list[Finding]:
         )
         for result in report.failures()
     ]
+
+
+# Rules that judge the files given to a run (plans, manifests) report every
+# target they look at; the others judge the whole project and report a pass
+# on one summary target.
+_INPUT_RULE_PREFIXES = ("plan-", "manifest-")
+
+
+def judged_again(report: GateReport) -> Callable[[str, str], bool]:
+    """Whether this run judged again what an earlier finding was about.
+
+    An earlier finding of a project-wide rule is judged again by any run in
+    which that rule was evaluated; one of a rule over given files only when
+    this run evaluated the same target (a run over another plan says nothing
+    about it).
+
+    Returns:
+        A predicate over a finding's kind (the rule) and subject (the target).
+    """
+    evaluated = {r.rule for r in report.results if r.status is not Status.SKIP}
+    targets = {
+        (r.rule, r.target) for r in report.results if r.status is not Status.SKIP
+    }
+
+    def covers(rule: str, target: str) -> bool:
+        if rule.startswith(_INPUT_RULE_PREFIXES):
+            return (rule, target) in targets
+        return rule in evaluated
+
+    return covers

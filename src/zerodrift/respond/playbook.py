@@ -184,7 +184,7 @@ class Responder:
             csf=("DE.AE-02", "DE.AE-08", "RS.MA-01"),
             environment=self.session.environment,
         )
-        record_findings(db, [alarm])
+        [alarm] = record_findings(db, [alarm]).findings
         self.record(
             "incident.circuit-open",
             node,

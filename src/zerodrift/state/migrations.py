@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Column, Connection, Table, inspect, select, update
 
 from zerodrift.state import schema
 
@@ -38,6 +38,53 @@ def _create(*tables: Table) -> Callable[[Connection], None]:
             table.create(conn)
 
     return run
+
+
+def _findings_lifecycle(conn: Connection) -> None:
+    """Give findings a fingerprint, last sighting, count and resolution.
+
+    Migration 2 creates the findings table from the current schema, so a new
+    database already has these columns; an older one gets them here, with
+    the fingerprint of each stored row filled in.
+    """
+    from zerodrift.detect.findings import fingerprint_of
+
+    table = schema.findings
+    present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in ("fingerprint", "last_seen_at", "times_seen", "resolution"):
+        if name not in present:
+            _add_column(conn, table, table.c[name])
+    indexes = {i["name"] for i in inspect(conn).get_indexes(table.name)}
+    for index in table.indexes:
+        if index.name not in indexes:
+            index.create(conn)
+    rows = conn.execute(
+        select(
+            table.c.id,
+            table.c.source,
+            table.c.kind,
+            table.c.environment,
+            table.c.subject,
+            table.c.found_at,
+        ).where(table.c.fingerprint.is_(None))
+    ).all()
+    for row in rows:
+        conn.execute(
+            update(table)
+            .where(table.c.id == row.id)
+            .values(
+                fingerprint=fingerprint_of(
+                    row.source, row.kind, row.subject, row.environment
+                ),
+                last_seen_at=row.found_at,
+                times_seen=1,
+            )
+        )
+
+
+def _add_column(conn: Connection, table: Table, column: Column[object]) -> None:
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -69,6 +116,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(60, "compliance report runs", _create(schema.report_runs)),
     Migration(30, "incidents of the drift response", _create(schema.incidents)),
+    Migration(
+        3, "findings: fingerprint, last sighting, resolution", _findings_lifecycle
+    ),
 )
 
 

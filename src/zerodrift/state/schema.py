@@ -117,9 +117,16 @@ findings = Table(
     Column("status", String(20), nullable=False),
     Column("resolved_at", String(32)),
     Column("incident_id", String(64)),
+    # Added by migration 3: what the finding is about (without when), when
+    # it was last seen, how often, and why it was resolved.
+    Column("fingerprint", String(64)),
+    Column("last_seen_at", String(32)),
+    Column("times_seen", Integer),
+    Column("resolution", Text),
     Index("ix_findings_found_at", "found_at"),
     Index("ix_findings_source_kind", "source", "kind"),
     Index("ix_findings_status", "status"),
+    Index("ix_findings_fingerprint", "fingerprint"),
 )
 
 report_runs = Table(

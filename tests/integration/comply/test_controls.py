@@ -228,7 +228,7 @@ def test_findings_analysed_in_time(db: Database, make_evidence: MakeEvidence) ->
             _finding(1, Severity.HIGH, at(hours=-30)),
             _finding(2, Severity.LOW, at(hours=-2)),
         ],
-    )
+    ).new
     _resolve(db, high, at(hours=-20))
     verdict = findings_analysed_in_time(make_evidence())
     assert verdict.outcome is Outcome.PASS, verdict.summary
@@ -246,7 +246,7 @@ def test_late_or_overdue_findings_fail(
             _finding(2, Severity.HIGH, at(hours=-25)),
             _finding(3, Severity.HIGH, at(hours=-1)),
         ],
-    )
+    ).new
     _resolve(db, late, at(hours=-20))  # 10 h for a critical: policy says 4 h
     verdict = findings_analysed_in_time(make_evidence())
     assert verdict.outcome is Outcome.FAIL

@@ -223,7 +223,7 @@ def test_a_finding_counts_as_analysed_when_its_incident_opened(
         at(hours=-10),
         environment="prod",
     )
-    [finding_id] = record_findings(db, [found])
+    [finding_id] = record_findings(db, [found]).new
     assert findings_analysed_in_time(make_evidence()).outcome is Outcome.FAIL
 
     quick = incident(db, "web-7", "critical", detected=at(hours=-9))

@@ -195,6 +195,44 @@ def test_cli_refuses_an_older_validly_signed_baseline(
     assert "fim-baseline-replaced" in result.err
 
 
+def test_findings_persist_once_and_resolve_when_the_tree_matches_again(
+    fim: Any, tree: Path, project: Path
+) -> None:
+    assert fim("init", str(tree)).code == 0
+    changed = tree / "etc" / "app" / "conf09"
+    added = tree / "bin" / "dropped"
+    changed.write_text("x\n")
+    added.write_text("#!/bin/sh\n")
+    assert fim("check").code == 1
+    assert fim("check", "--full").code == 1
+
+    def stored() -> dict[str, dict[str, Any]]:
+        db = Database.open(f"sqlite:///{project / '.zerodrift' / 'state.db'}")
+        try:
+            rows = list(list_findings(db, source="fim"))
+        finally:
+            db.close()
+        return {r["subject"].split(":", 1)[1]: r for r in rows}
+
+    rows = stored()
+    assert {p: r["times_seen"] for p, r in rows.items()} == {
+        str(changed): 2,
+        str(added): 2,
+    }
+    added.unlink()
+    assert fim("check").code == 1
+    rows = stored()
+    assert rows[str(added)]["status"] == "resolved"
+    assert rows[str(added)]["resolution"] == "matches the signed baseline again"
+    assert rows[str(changed)]["status"] == "open"
+
+    assert fim("update", str(changed)).code == 0
+    rows = stored()
+    assert rows[str(changed)]["status"] == "resolved"
+    assert rows[str(changed)]["resolution"].startswith("accepted into the baseline by")
+    assert fim("check").code == 0
+
+
 def test_update_accepts_only_named_paths_and_records_who(
     fim: Any, tree: Path, project: Path, cli: Any
 ) -> None:

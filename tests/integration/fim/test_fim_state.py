@@ -48,7 +48,7 @@ def test_baseline_records_runs_and_findings(database_url: str, tmp_path: Path) -
         assert [c.kind for c in first.changes] == ["changed"]
         # Each fast run continues the sample where the previous one stopped.
         assert second.sample[0] == first.sample[1] + 1
-        assert record_findings(db, to_findings(first, "host"))
+        assert record_findings(db, to_findings(first, "host")).new
         stored = list(list_findings(db, source="fim"))
         assert stored[0]["subject"] == f"host:{tree / 'a'}"
 

@@ -61,7 +61,7 @@ def run(ctx: Context) -> int:
             result = check_environment(
                 session, skip=quarantined_nodes(ctx.db, environment)
             )
-            _record(ctx, environment, result)
+            result = _record(ctx, environment, result)
             if ctx.args.respond:
                 _respond(ctx, session, result)
         finally:
@@ -72,11 +72,20 @@ def run(ctx: Context) -> int:
     return ExitCode.FINDINGS if found else ExitCode.OK
 
 
-def _record(ctx: Context, environment: str, result: Any) -> None:
-    """Store the findings and write the new ones to the audit trail."""
+def _record(ctx: Context, environment: str, result: Any) -> Any:
+    """Store the findings and write the new ones to the audit trail.
+
+    Returns:
+        The result with its findings as stored: one seen again while still
+        open keeps the id of its occurrence.
+    """
+    from dataclasses import replace
+
     from zerodrift.detect.findings import record_findings
 
-    new = set(record_findings(ctx.db, result.findings))
+    recorded = record_findings(ctx.db, result.findings)
+    new = set(recorded.new)
+    result = replace(result, findings=recorded.findings)
     for finding in result.findings:
         if finding.id in new:
             ctx.record(
@@ -94,6 +103,7 @@ def _record(ctx: Context, environment: str, result: Any) -> None:
         environment,
         {"nodes": result.nodes, "findings": len(result.findings)},
     )
+    return result
 
 
 def _respond(ctx: Context, session: Any, result: Any) -> None:

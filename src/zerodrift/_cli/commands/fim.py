@@ -284,17 +284,33 @@ def run_check(ctx: Context) -> int:
     from zerodrift.detect.fim import run_check as check
     from zerodrift.detect.fim import to_findings
     from zerodrift.detect.fim.monitor import machine_name
-    from zerodrift.detect.findings import record_findings
+    from zerodrift.detect.findings import record_findings, resolve_unseen
 
     baseline = _open_verified(ctx)
     report = check(ctx.db, baseline, full=ctx.args.full, workers=ctx.args.workers)
-    findings = to_findings(report, machine_name())
+    host = machine_name()
+    findings = to_findings(report, host)
     if not ctx.args.no_record:
-        record_findings(ctx.db, findings)
+        findings = record_findings(ctx.db, findings).findings
+        # Every path of the baseline was looked at: what is no longer
+        # reported matches the signed baseline again.
+        resolved = resolve_unseen(
+            ctx.db,
+            source="fim",
+            environment=None,
+            covers=lambda _kind, subject: subject.startswith(f"{host}:"),
+            seen=(f.fingerprint for f in findings),
+            resolution="matches the signed baseline again",
+        )
         ctx.record(
             "fim.check",
             str(baseline.path),
-            {"mode": report.mode, "baseline": report.baseline, **report.counts()},
+            {
+                "mode": report.mode,
+                "baseline": report.baseline,
+                **report.counts(),
+                "resolved_findings": resolved[:100],
+            },
         )
     _render(ctx.args.format, report, findings)
     return ExitCode.FINDINGS if report.changes else ExitCode.OK
@@ -359,6 +375,8 @@ def _what(change: dict[str, Any]) -> str:
 def run_update(ctx: Context) -> int:
     """Accept named changes, re-sign, and record who accepted what."""
     from zerodrift.detect.fim import accept_changes, record_baseline
+    from zerodrift.detect.fim.monitor import machine_name
+    from zerodrift.detect.findings import resolve_unseen
 
     args = ctx.args
     if not args.paths and not args.from_report:
@@ -377,10 +395,20 @@ def run_update(ctx: Context) -> int:
     signer = ctx.signer()
     statement, names = accept_changes(baseline, accepted, signer, expect=expect)
     digest = record_baseline(ctx.db, baseline.path, statement)
+    subjects = {f"{machine_name()}:{name}" for name in names}
+    resolved = resolve_unseen(
+        ctx.db,
+        source="fim",
+        environment=None,
+        covers=lambda _kind, subject: subject in subjects,
+        seen=(),
+        resolution=f"accepted into the baseline by {ctx.audit.actor}",
+    )
     ctx.record(
         "fim.update",
         str(baseline.path),
         {
+            "resolved_findings": resolved[:100],
             "accepted": names,
             "previous": baseline.digest,
             "digest": digest,
@@ -458,7 +486,7 @@ def publish_changes(
     from zerodrift.detect.findings import record_findings, to_ocsf
 
     findings = findings_for(changes, machine_name(), mode, baseline.digest)
-    record_findings(ctx.db, findings)
+    findings = record_findings(ctx.db, findings).findings
     ctx.record(
         "fim.watch.change",
         str(baseline.path),

@@ -107,19 +107,35 @@ def _evidence(ctx: Context) -> ImageEvidence:
 
 
 def _record(ctx: Context, report: GateReport) -> None:
-    """Store failures as findings and the verdict in the audit trail."""
-    from zerodrift.detect.findings import record_findings
-    from zerodrift.gate.results import to_findings
+    """Store failures as findings and the verdict in the audit trail.
+
+    Findings of earlier runs that this run judged again and did not raise
+    are resolved.
+    """
+    from zerodrift.detect.findings import record_findings, resolve_unseen
+    from zerodrift.gate.results import judged_again, to_findings
     from zerodrift.state import utc_now
 
     args = ctx.args
-    findings = record_findings(ctx.db, to_findings(report, utc_now()))
+    now = utc_now()
+    recorded = record_findings(ctx.db, to_findings(report, now))
+    findings = recorded.new
+    resolved = resolve_unseen(
+        ctx.db,
+        source="gate",
+        environment=report.environment,
+        covers=judged_again(report),
+        seen=(f.fingerprint for f in recorded.findings),
+        resolution="passed a later gate run",
+        at=now,
+    )
     failed = [f"{r.rule}:{r.target}" for r in report.failures()]
     details = {
         "verdict": report.verdict,
         "counts": report.counts(),
         "failed": failed[:100],
         "findings": len(findings),
+        "resolved_findings": resolved[:100],
         "plans": [str(p) for p in args.plan],
         "manifests": [str(p) for p in args.manifests],
         "commit": ctx.git.commit,

@@ -63,7 +63,8 @@ def run(ctx: Context) -> int:
         scoped = type(result)(
             result.environment, result.nodes, fresh, result.seconds, result.truncated
         )
-        _record(ctx, environment, scoped)
+        scoped = _record(ctx, environment, scoped)
+        fresh = scoped.findings
         for finding in fresh:
             if ctx.args.format == "ocsf":
                 line = "\n".join(
