@@ -237,13 +237,18 @@ class _Build:
 
 
 def source_state(
-    project_root: Path, environ: Mapping[str, str] | None = None
+    project_root: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    sources: Sequence[str] = (),
 ) -> SourceState:
     """Find the commit, dirty flag and ``SOURCE_DATE_EPOCH`` of a project.
 
     Inside git, the epoch is the HEAD commit's committer time; a dirty tree
-    is allowed but reported (ADR 0013). Outside git, ``SOURCE_DATE_EPOCH``
-    from the environment is used if set.
+    is allowed but reported (ADR 0013). Files that git ignores under
+    ``sources`` (the paths images copy) make the tree dirty too: they would
+    go into the image without being in the commit. Outside git,
+    ``SOURCE_DATE_EPOCH`` from the environment is used if set.
 
     Raises:
         ConfigError: The project is not in a git repository with a commit and
@@ -264,7 +269,10 @@ def source_state(
         )
     commit, _, epoch = head.partition(" ")
     status = _git(project_root, "status", "--porcelain", "--", ".")
-    return SourceState(commit, bool(status), int(epoch))
+    ignored = sources and _git(
+        project_root, "status", "--porcelain", "--ignored", "--", *sources
+    )
+    return SourceState(commit, bool(status or ignored), int(epoch))
 
 
 def build_images(
@@ -296,7 +304,8 @@ def build_images(
     if not names:
         # A full build also forgets images that left the spec.
         lock = lock.without([n for n in lock.images if n not in fleet.images])
-    source = source_state(project_root)
+    copied = sorted({c.src for image in fleet.images.values() for c in image.copy_})
+    source = source_state(project_root, sources=copied)
     if source.dirty:
         _warn_dirty(source)
     results = []

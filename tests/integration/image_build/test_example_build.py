@@ -14,7 +14,9 @@ import pytest
 from tests.integration.image_build.conftest import Podman
 from tests.support.example import Example, digests_of, git
 from zerodrift.detect.manifest import ARTIFACT_TYPE, GoldenManifest
+from zerodrift.govern.audit import AuditTrail
 from zerodrift.oci import Layout
+from zerodrift.state import Database
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +133,67 @@ def test_check_reproducible_builds_twice_and_agrees(example: Example) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["reproducible"] is True
-    assert result["images"][0]["manifest_digest"] == example.digests["web"]
+    [web] = result["images"]
+    assert web["manifest_digest"] == example.digests["web"]
+    # The example's last build was from this commit: the rebuild matches it.
+    assert web["stored_digest"] == example.digests["web"]
+    assert web["matches_store"] is True
+
+
+def test_check_reproducible_fails_when_a_recorded_build_of_the_commit_differs(
+    example: Example, tmp_path: Path
+) -> None:
+    clone = example.clone(tmp_path / "clone")
+    head = git(clone, "rev-parse", "HEAD", env=example.env).strip()
+    first = example.run("build", "web", "--check-reproducible", "--format", "json",
+                        cwd=clone)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["images"][0]["matches_store"] is None, (
+        "nothing was built in the clone yet: there is nothing to compare with"
+    )
+    # Stand-in for an earlier build of this commit elsewhere (another
+    # machine, older tools) whose digest differs: its audit record, appended
+    # through the real audit trail.
+    other = "sha256:" + "ab" * 32
+    db = Database.open(f"sqlite:///{clone / '.zerodrift' / 'state.db'}")
+    try:
+        AuditTrail(db).append(
+            "image.build",
+            f"web@{other}",
+            {"manifest_digest": other, "commit": head, "dirty": False},
+        )
+    finally:
+        db.close()
+
+    second = example.run("build", "web", "--check-reproducible", "--format", "json",
+                         cwd=clone)  # fmt: skip
+
+    assert second.returncode == 1
+    assert "build-unlike-store" in second.stderr
+    verdict = json.loads(second.stdout)
+    assert verdict["reproducible"] is False
+    assert verdict["images"][0]["stored_digest"] == other
+    assert verdict["images"][0]["matches_store"] is False
+
+
+def test_git_ignored_files_under_a_copied_folder_make_the_build_dirty(
+    example: Example, tmp_path: Path
+) -> None:
+    clone = example.clone(tmp_path / "clone")
+    with (clone / ".gitignore").open("a") as ignore:
+        ignore.write("app/web/local.html\n")
+    git(clone, "add", ".gitignore", env=example.env)
+    git(clone, "commit", "-qm", "ignore a local page", env=example.env)
+    clean = example.build_json(clone, "web")
+    assert clean["images"][0]["dirty"] is False
+
+    # Not in the commit, yet copied into the image with app/web.
+    (clone / "app" / "web" / "local.html").write_text("<p>only here</p>\n")
+    dirty = example.run("build", "web", "--format", "json", cwd=clone)
+
+    assert dirty.returncode == 0, dirty.stderr
+    assert json.loads(dirty.stdout)["images"][0]["dirty"] is True
+    assert "uncommitted changes" in dirty.stderr
 
 
 def test_changed_resolution_fails_unless_update_lock(

@@ -46,7 +46,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check-reproducible",
         action="store_true",
-        help="build twice in two fresh folders and compare every digest",
+        help="build twice in two fresh folders and compare every digest, with "
+        "each other and with the image last built from the same commit",
     )
     parser.add_argument(
         "--update-lock",
@@ -84,7 +85,7 @@ def run(ctx: Context) -> int:
         raise
     for result in results:
         ctx.record("image.build", f"{result.image_name}@{result.manifest_digest}",
-                   _audit_details(result))  # fmt: skip
+                   _audit_details(result, options.compression))  # fmt: skip
     _render(ctx.args.format, results, layout)
     return ExitCode.OK
 
@@ -120,7 +121,7 @@ def _progress(ctx: Context) -> Any:
     return show
 
 
-def _audit_details(result: BuildResult) -> dict[str, Any]:
+def _audit_details(result: BuildResult, compression: str) -> dict[str, Any]:
     return {
         "manifest_digest": result.manifest_digest,
         "config_digest": result.config_digest,
@@ -130,6 +131,7 @@ def _audit_details(result: BuildResult) -> dict[str, Any]:
         "commit": result.commit,
         "dirty": result.dirty,
         "source_date_epoch": result.source_date_epoch,
+        "compression": compression,
         "signed": bool(result.attestations),
     }
 
@@ -180,7 +182,12 @@ def _result_dict(result: BuildResult) -> dict[str, Any]:
 
 
 def _check_reproducible(ctx: Context, options: BuildOptions) -> int:
-    """Build into two fresh layouts in two fresh folders and compare digests."""
+    """Build twice in fresh folders; compare with each other and with the store.
+
+    Two fresh builds that agree show the recipe is deterministic; agreeing
+    with the image recorded for the same commit (``image.build`` in the audit
+    trail) shows that what is stored and signed is what the source gives.
+    """
     from dataclasses import replace
 
     from zerodrift.errors import VerificationError
@@ -188,6 +195,7 @@ def _check_reproducible(ctx: Context, options: BuildOptions) -> int:
     from zerodrift.protect.build import build_images
 
     digests: list[dict[str, tuple[str, ...]]] = []
+    commits: dict[str, str | None] = {}
     for attempt in (1, 2):
         with tempfile.TemporaryDirectory(prefix=f"zerodrift-repro{attempt}-") as tmp:
             layout = Layout.create(Path(tmp) / "store")
@@ -196,26 +204,56 @@ def _check_reproducible(ctx: Context, options: BuildOptions) -> int:
                 ctx.project.root, ctx.spec.fleet, ctx.args.images, layout, unsigned
             )
             digests.append({r.image_name: _fingerprint(r) for r in results})
+            commits = {r.image_name: None if r.dirty else r.commit for r in results}
     differing = sorted(n for n in digests[0] if digests[0][n] != digests[1].get(n))
-    ctx.record("image.reproducibility", ",".join(sorted(digests[0])),
-               {"reproducible": not differing, "differing": differing})  # fmt: skip
+    recorded = _recorded_builds(ctx, commits, options.compression)
+    unlike_store = sorted(
+        n
+        for n, digest in recorded.items()
+        if n not in differing and digest != digests[0][n][0]
+    )
+    ctx.record(
+        "image.reproducibility",
+        ",".join(sorted(digests[0])),
+        {
+            "reproducible": not differing and not unlike_store,
+            "differing": differing,
+            "unlike_store": unlike_store,
+            "compared_with_store": sorted(recorded),
+        },
+    )
     rows = [
-        (name, first[0], "yes" if name not in differing else "NO")
+        (
+            name,
+            first[0],
+            "yes" if name not in differing else "NO",
+            _store_verdict(name, recorded, unlike_store),
+        )
         for name, first in sorted(digests[0].items())
     ]
     if ctx.args.format == "json":
         emit_json(
             "reproducibility",
             {
-                "reproducible": not differing,
+                "reproducible": not differing and not unlike_store,
                 "images": [
-                    {"image": n, "manifest_digest": d, "reproducible": r == "yes"}
-                    for n, d, r in rows
+                    {
+                        "image": n,
+                        "manifest_digest": d,
+                        "reproducible": r == "yes",
+                        "stored_digest": recorded.get(n),
+                        "matches_store": None if n not in recorded else m == "yes",
+                    }
+                    for n, d, r, m in rows
                 ],
             },
         )
     else:
-        table(None, ["image", "manifest digest", "reproducible"], rows)
+        table(
+            None,
+            ["image", "manifest digest", "reproducible", "same as recorded build"],
+            rows,
+        )
     if differing:
         raise VerificationError(
             f"not reproducible: {', '.join(differing)} gave different digests",
@@ -223,7 +261,50 @@ def _check_reproducible(ctx: Context, options: BuildOptions) -> int:
             "files generated at build time",
             reference="build-not-reproducible",
         )
+    if unlike_store:
+        raise VerificationError(
+            f"not reproducible: {', '.join(unlike_store)} rebuilt from the commit "
+            "of the stored image gave another digest",
+            hint="the stored image was not built from this source as committed: "
+            "find its build with 'zerodrift audit log --action image.build' "
+            "and rebuild it with 'zerodrift build'",
+            reference="build-unlike-store",
+        )
     return ExitCode.OK
+
+
+def _recorded_builds(
+    ctx: Context, commits: dict[str, str | None], compression: str
+) -> dict[str, str]:
+    """The newest recorded build of each image from the same clean commit.
+
+    Builds recorded before the compression was written down used gzip.
+    """
+    from zerodrift.govern.audit import RecordFilter
+
+    found: dict[str, str] = {}
+    builds = ctx.audit.records(RecordFilter(action="image.build", newest_first=True))
+    for record in builds:
+        name = record.subject.partition("@")[0]
+        details = record.details
+        if (
+            name in commits
+            and name not in found
+            and commits[name] is not None
+            and details.get("commit") == commits[name]
+            and not details.get("dirty")
+            and details.get("compression", "gzip") == compression
+        ):
+            found[name] = str(details["manifest_digest"])
+        if len(found) == len(commits):
+            break
+    return found
+
+
+def _store_verdict(name: str, recorded: dict[str, str], unlike: list[str]) -> str:
+    if name not in recorded:
+        return "-"
+    return "NO" if name in unlike else "yes"
 
 
 def _fingerprint(result: BuildResult) -> tuple[str, ...]:
