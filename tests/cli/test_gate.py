@@ -103,6 +103,21 @@ def test_uncommitted_spec_rejects(repo: Path, cli: Cli) -> None:
     assert {f["severity"] for f in stored} == {"high"}
 
 
+def test_git_ignored_file_in_a_copied_folder_rejects(repo: Path, cli: Cli) -> None:
+    with (repo / ".gitignore").open("a") as ignore:
+        ignore.write("app/web/local.html\n")
+    git(repo, "commit", "-qam", "ignore a local page")
+    assert cli("gate", cwd=repo).code == 0
+    # Copied into the web image, yet in no commit: never reviewed.
+    (repo / "app" / "web" / "local.html").write_text("<p>only here</p>\n")
+    result = cli("gate", "--format", "json", cwd=repo)
+    assert result.code == 1
+    failed = [
+        r["target"] for r in json.loads(result.out)["results"] if r["status"] == "fail"
+    ]
+    assert failed == ["app/web/local.html"]
+
+
 def test_plan_and_manifests_with_sarif_output(
     repo: Path, cli: Cli, tmp_path: Path
 ) -> None:

@@ -84,8 +84,8 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def source_facts(root: Path, paths: Iterable[str]) -> SourceFacts:
     """Read HEAD and which of ``paths`` (relative to ``root``) are uncommitted.
 
-    Untracked files count as uncommitted: a file the image copies but git
-    does not know would be built yet never reviewed.
+    Untracked and git-ignored files count as uncommitted: a file the image
+    copies but the commit does not hold would be built yet never reviewed.
 
     Raises:
         OperationalError: git is missing or hangs.
@@ -96,7 +96,14 @@ def source_facts(root: Path, paths: Iterable[str]) -> SourceFacts:
         return SourceFacts(inside.returncode == 0, None, ())
     wanted = sorted(set(paths))
     status = _git(
-        root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *wanted
+        root,
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--ignored=traditional",
+        "--",
+        *wanted,
     )
     dirty = _porcelain_paths(status.stdout, root)
     return SourceFacts(True, head.stdout.strip(), tuple(dirty))
