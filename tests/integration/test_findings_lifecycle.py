@@ -190,3 +190,17 @@ def test_migration_fills_in_the_lifecycle_of_findings_stored_before_it(
         "gate", "spec-committed", "fleet.yaml", None
     )
     assert (row.last_seen_at, row.times_seen, row.resolution) == (T1, 1, None)
+
+
+def test_tens_of_thousands_of_findings_are_recorded_and_resolved_at_once(
+    db: Database,
+) -> None:
+    # More than SQLite's default cap of 32,766 bound values in one statement.
+    many = [drift(T1, subject=f"host:/usr/lib/f{n}") for n in range(33_000)]
+    assert len(record_findings(db, many).new) == 33_000
+    again = record_findings(db, many)
+    assert again.new == []
+    assert len(again.findings) == 33_000
+    resolved = resolve_findings(db, [f.id for f in many], resolution="rebuilt")
+    assert len(resolved) == 33_000
+    assert list(list_findings(db, status="open")) == []

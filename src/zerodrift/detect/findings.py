@@ -16,17 +16,19 @@ each occurrence stays as it was (see ADR 0067).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from zerodrift import __version__
-from zerodrift._internal.canonical import canonical_json, sha256_hex
+from zerodrift._internal.canonical import canonical_json
 from zerodrift.state import Database, utc_now
 from zerodrift.state.schema import findings as findings_table
 
@@ -94,16 +96,15 @@ class Finding:
     csf: tuple[str, ...] = ()
     environment: str | None = None
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """What the finding is about, whenever it is seen (see the module)."""
         return fingerprint_of(self.source, self.kind, self.subject, self.environment)
 
-    @property
+    @cached_property
     def id(self) -> str:
         """This occurrence: the fingerprint and when the occurrence began."""
-        body = {"fingerprint": self.fingerprint, "found_at": self.found_at}
-        return sha256_hex(canonical_json(body))[:32]
+        return _digest([self.fingerprint, self.found_at])
 
     def to_dict(self) -> dict[str, Any]:
         """Render as a JSON-ready dict."""
@@ -117,13 +118,13 @@ def fingerprint_of(
     source: str, kind: str, subject: str, environment: str | None
 ) -> str:
     """The fingerprint of findings of ``kind`` by ``source`` about ``subject``."""
-    body = {
-        "source": source,
-        "kind": kind,
-        "subject": subject,
-        "environment": environment,
-    }
-    return sha256_hex(canonical_json(body))[:32]
+    return _digest([source, kind, subject, environment])
+
+
+def _digest(parts: list[str | None]) -> str:
+    """32 hex digits of SHA-256 over a JSON array: unambiguous and fast."""
+    text = json.dumps(parts, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -145,56 +146,125 @@ class Recorded:
 def record_findings(db: Database, found: Iterable[Finding]) -> Recorded:
     """Store findings: open new occurrences, update the open ones seen again.
 
+    The whole batch is one transaction with a few statements per 500
+    findings, so a host check that reports tens of thousands of changed
+    files records them in seconds.
+
     Raises:
         OperationalError: The database failed.
     """
     items = list(found)
-    stored: list[Finding] = []
-    new: list[str] = []
     if not items:
-        return Recorded(stored, new)
+        return Recorded([], [])
     t = findings_table
     with db.write(lock="findings") as conn:
-        open_rows = {
-            row.fingerprint: row
-            for row in conn.execute(
-                select(t.c.id, t.c.fingerprint, t.c.found_at, t.c.last_seen_at).where(
-                    t.c.fingerprint.in_({i.fingerprint for i in items}),
-                    t.c.status != "resolved",
-                )
-            )
+        open_rows = _open_occurrences(conn, items)
+        # An occurrence given again after it was resolved is not a new one.
+        known = {
+            row_id
+            for part in _chunks({i.id for i in items if i.fingerprint not in open_rows})
+            for row_id in conn.execute(select(t.c.id).where(t.c.id.in_(part))).scalars()
         }
-        began: dict[str, str] = {}
-        last = {fp: row.last_seen_at or row.found_at for fp, row in open_rows.items()}
-        for item in items:
-            row = open_rows.get(item.fingerprint)
-            first = began.get(item.fingerprint)
-            if first is None:
-                if row is None:
-                    # The same occurrence given twice (after it was
-                    # resolved) is not a new one.
-                    if db.insert_new(conn, t, {**_row(item), "status": "open"}):
-                        began[item.fingerprint] = item.found_at
-                        new.append(item.id)
-                    stored.append(item)
-                    continue
-                first = row.found_at
-            occurrence = replace(item, found_at=first)
-            seen_at = max(last.get(item.fingerprint, first), item.found_at)
-            last[item.fingerprint] = seen_at
+        plan = _plan_sightings(items, open_rows, known)
+        inserts = list(plan.opened.values())
+        for start in range(0, len(inserts), 500):
+            conn.execute(t.insert(), inserts[start : start + 500])
+        if plan.updates:
             conn.execute(
                 update(t)
-                .where(t.c.id == occurrence.id)
+                .where(t.c.id == bindparam("occurrence"))
                 .values(
-                    last_seen_at=seen_at,
-                    times_seen=t.c.times_seen + 1,
-                    severity=item.severity.label,
-                    summary=item.summary,
-                    details=canonical_json(item.details).decode(),
-                )
+                    last_seen_at=bindparam("seen_at"),
+                    times_seen=t.c.times_seen + bindparam("sightings"),
+                    severity=bindparam("new_severity"),
+                    summary=bindparam("new_summary"),
+                    details=bindparam("new_details"),
+                ),
+                list(plan.updates.values()),
             )
-            stored.append(occurrence)
-    return Recorded(stored, new)
+    return Recorded(plan.stored, plan.new)
+
+
+def _open_occurrences(
+    conn: Connection, items: list[Finding]
+) -> dict[str, tuple[str, str, str]]:
+    """The open occurrence of each fingerprint: (id, found_at, last seen).
+
+    A small batch asks for its fingerprints; a large one reads the open
+    findings of its detectors in one pass, which long lists of bound values
+    would make slow on PostgreSQL.
+    """
+    t = findings_table
+    wanted = {i.fingerprint for i in items}
+    columns = (t.c.id, t.c.fingerprint, t.c.found_at, t.c.last_seen_at)
+    if len(wanted) <= _CHUNK:
+        query = select(*columns).where(
+            t.c.fingerprint.in_(sorted(wanted)), t.c.status != "resolved"
+        )
+    else:
+        query = select(*columns).where(
+            t.c.source.in_(sorted({i.source for i in items})),
+            t.c.status != "resolved",
+        )
+    return {
+        row.fingerprint: (row.id, row.found_at, row.last_seen_at or row.found_at)
+        for row in conn.execute(query)
+        if row.fingerprint in wanted
+    }
+
+
+@dataclass
+class _Sightings:
+    """What one batch of findings changes in the table."""
+
+    stored: list[Finding] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    opened: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _plan_sightings(
+    items: list[Finding],
+    open_rows: dict[str, tuple[str, str, str]],
+    known: set[str],
+) -> _Sightings:
+    """Sort a batch into new occurrences and sightings of open ones (no IO)."""
+    plan = _Sightings()
+    for item in items:
+        fingerprint = item.fingerprint
+        if fingerprint not in open_rows:
+            if item.id not in known:
+                plan.opened[item.id] = {**_row(item), "status": "open"}
+                plan.new.append(item.id)
+                # Later items of the batch are sightings of this occurrence.
+                open_rows[fingerprint] = (item.id, item.found_at, item.found_at)
+            plan.stored.append(item)
+            continue
+        occurrence_id, first, last = open_rows[fingerprint]
+        plan.stored.append(replace(item, found_at=first))
+        seen_at = max(last, item.found_at)
+        open_rows[fingerprint] = (occurrence_id, first, seen_at)
+        opened = plan.opened.get(occurrence_id)
+        if opened is not None:
+            # A second sighting of an occurrence this batch opens.
+            opened.update(
+                last_seen_at=seen_at,
+                times_seen=opened["times_seen"] + 1,
+                severity=item.severity.label,
+                summary=item.summary,
+                details=canonical_json(item.details).decode(),
+            )
+            continue
+        previous = plan.updates.get(occurrence_id)
+        plan.updates[occurrence_id] = {
+            "occurrence": occurrence_id,
+            "seen_at": seen_at,
+            "sightings": 1 + (previous["sightings"] if previous else 0),
+            "new_severity": item.severity.label,
+            "new_summary": item.summary,
+            "new_details": canonical_json(item.details).decode(),
+        }
+    return plan
 
 
 def _row(item: Finding) -> dict[str, Any]:
@@ -230,22 +300,22 @@ def resolve_findings(
     if not wanted:
         return []
     t = findings_table
+    values = {"status": "resolved", "resolved_at": at or utc_now()}
+    open_ids: list[str] = []
     with db.write(lock="findings") as conn:
-        open_ids = list(
-            conn.execute(
-                select(t.c.id).where(t.c.id.in_(wanted), t.c.status != "resolved")
-            ).scalars()
-        )
-        if open_ids:
-            conn.execute(
-                update(t)
-                .where(t.c.id.in_(open_ids))
-                .values(
-                    status="resolved",
-                    resolved_at=at or utc_now(),
-                    resolution=resolution,
-                )
+        for part in _chunks(wanted):
+            found = list(
+                conn.execute(
+                    select(t.c.id).where(t.c.id.in_(part), t.c.status != "resolved")
+                ).scalars()
             )
+            if found:
+                conn.execute(
+                    update(t)
+                    .where(t.c.id.in_(found))
+                    .values(**values, resolution=resolution)
+                )
+            open_ids += found
     return sorted(open_ids)
 
 
@@ -325,13 +395,26 @@ def set_status(
         values["resolved_at"] = at or utc_now()
     if incident is not None:
         values["incident_id"] = incident
-    with db.write() as conn:
-        result = conn.execute(
-            update(findings_table)
-            .where(findings_table.c.id.in_(wanted))
-            .values(**values)
-        )
-    return int(result.rowcount)
+    updated = 0
+    with db.write(lock="findings") as conn:
+        for part in _chunks(wanted):
+            result = conn.execute(
+                update(findings_table)
+                .where(findings_table.c.id.in_(part))
+                .values(**values)
+            )
+            updated += int(result.rowcount)
+    return updated
+
+
+_CHUNK = 500
+
+
+def _chunks(values: Iterable[str], size: int = _CHUNK) -> Iterator[list[str]]:
+    """``values`` in lists of at most ``size``: SQL engines cap bound values."""
+    ordered = sorted(values)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 def list_findings(
