@@ -127,9 +127,9 @@ def ruleset(
                 accept[rule["direction"]].append(
                     f"{family} {side} {subnet} {protocol} dport {ports} accept"
                 )
-    for address in sorted(map(ipaddress.ip_address, gateways), key=_address_order):
-        gateway = str(address)
-        family = "ip6" if address.version == 6 else "ip"
+    for gateway_ip in sorted(map(ipaddress.ip_address, gateways), key=_address_order):
+        gateway = str(gateway_ip)
+        family = "ip6" if gateway_ip.version == 6 else "ip"
         for protocol in ("udp", "tcp"):
             accept["out"].append(f"{family} daddr {gateway} {protocol} dport 53 accept")
     lines = [f"table inet {TABLE} {{"]
