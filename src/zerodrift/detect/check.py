@@ -31,6 +31,7 @@ from zerodrift.detect.nodes import (
     writable_roots,
 )
 from zerodrift.reconcile.journal import Journal
+from zerodrift.runtime import firewall
 from zerodrift.runtime._http import ApiError, quote_name
 from zerodrift.runtime.backend import LABEL_ENVIRONMENT, LABEL_FLEET, ActualNode
 from zerodrift.runtime.podman import live_facts
@@ -159,6 +160,7 @@ def observe_node(
         return ObservedNode(node.name, node.labels, node.state, inspect)
     running = node.state == "running"
     pid = int((inspect.get("State") or {}).get("Pid") or 0)
+    checked = running and bool(want.config.get("flows"))
     return ObservedNode(
         name=node.name,
         labels=node.labels,
@@ -170,6 +172,10 @@ def observe_node(
         else None,
         processes=backend.processes(node.name) if running else None,
         facts_digest=canonical_digest(live_facts(inspect)),
+        flow_rules=firewall.installed(firewall.netns_path(inspect))
+        if checked
+        else None,
+        flow_rules_read=checked,
     )
 
 

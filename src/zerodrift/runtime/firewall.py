@@ -40,6 +40,7 @@ __all__ = [
     "differences",
     "install",
     "installed",
+    "netns_path",
     "network_addresses",
     "ruleset",
 ]
@@ -196,6 +197,25 @@ def differences(expected: str, actual: str | None) -> tuple[list[str], list[str]
 
 def _lines(text: str) -> list[str]:
     return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+
+def netns_path(inspect: Mapping[str, Any]) -> str:
+    """A node's network namespace: podman's named one, else its init's.
+
+    Raises:
+        OperationalError: The node has no namespace (not initialised).
+    """
+    key = (inspect.get("NetworkSettings") or {}).get("SandboxKey")
+    if key:
+        return str(key)
+    pid = int((inspect.get("State") or {}).get("Pid") or 0)
+    if not pid:
+        raise OperationalError(
+            f"node {inspect.get('Name', '?')} has no network namespace yet",
+            hint="the node must be initialised or running",
+            reference="flow-rules-failed",
+        )
+    return f"/proc/{pid}/ns/net"
 
 
 def install(netns: str, rules: str) -> None:

@@ -234,7 +234,7 @@ class PodmanBackend:
         rules = firewall.ruleset(
             spec.config["flows"], firewall.network_addresses(inspect)
         )
-        netns = _netns_path(inspect)
+        netns = firewall.netns_path(inspect)
         try:
             firewall.install(netns, rules)
             listing = firewall.installed(netns)
@@ -266,7 +266,7 @@ class PodmanBackend:
         inspect = self.inspect(name)
         if not (inspect.get("State") or {}).get("Running"):
             return None
-        return firewall.installed(_netns_path(inspect))
+        return firewall.installed(firewall.netns_path(inspect))
 
     def node(self, name: str) -> ActualNode:
         """Observe one node by name, with its facts digest.
@@ -580,21 +580,6 @@ def _redact(inspect: dict[str, Any]) -> dict[str, Any]:
             for entry in config["Env"]
         ]
     return inspect
-
-
-def _netns_path(inspect: Mapping[str, Any]) -> str:
-    """The node's network namespace: podman's named one, else its init's."""
-    key = (inspect.get("NetworkSettings") or {}).get("SandboxKey")
-    if key:
-        return str(key)
-    pid = int((inspect.get("State") or {}).get("Pid") or 0)
-    if not pid:
-        raise OperationalError(
-            f"node {inspect.get('Name', '?')} has no network namespace yet",
-            hint="the node must be initialised or running",
-            reference="flow-rules-failed",
-        )
-    return f"/proc/{pid}/ns/net"
 
 
 def _demux(raw: bytes) -> bytes:

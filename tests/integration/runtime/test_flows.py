@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,59 @@ def test_node_fails_clearly_when_rules_cannot_be_installed(
     assert "Traceback" not in result.err
     # Nothing runs unenforced: the failed nodes were removed again.
     assert _nodes(backend, rt_project) == {}
+
+
+def test_check_reports_flow_rules_changed_in_place(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    api = _nodes(backend, rt_project)["api"]
+    netns = backend.inspect(api)["NetworkSettings"]["SandboxKey"]
+
+    def check() -> list[dict[str, Any]]:
+        result = cli("check", "--env", ENV, "--format", "json", cwd=rt_project)
+        (environment,) = json.loads(result.out)["environments"]
+        found: list[dict[str, Any]] = environment["findings"]
+        assert result.code == (1 if found else 0), result.err
+        return found
+
+    assert check() == []
+    # Someone with root on the host opens api to everybody on its networks.
+    subprocess.run(
+        [
+            "nsenter",
+            f"--net={netns}",
+            "nft",
+            "insert",
+            "rule",
+            "inet",
+            "zerodrift",
+            "input",
+            "ip",
+            "saddr",
+            "0.0.0.0/0",
+            "accept",
+        ],
+        check=True,
+    )
+    (drift,) = check()
+    assert (drift["kind"], drift["subject"], drift["severity"]) == (
+        "config-drift",
+        api,
+        "critical",
+    )
+    (difference,) = drift["details"]["differences"]
+    assert difference == {
+        "field": "flow_rules",
+        "expected": [],
+        "actual": ["ip saddr 0.0.0.0/0 accept"],
+    }
+    # Without the table at all, every rule is reported missing.
+    subprocess.run(
+        ["nsenter", f"--net={netns}", "nft", "delete", "table", "inet", "zerodrift"],
+        check=True,
+    )
+    (drift,) = check()
+    (difference,) = drift["details"]["differences"]
+    assert difference["actual"] == "no flow rules table"
+    assert "policy drop" in " ".join(difference["expected"])
