@@ -197,8 +197,13 @@ class PodmanBackend:
     def create(self, spec: NodeSpec, secret_values: Mapping[str, bytes]) -> ActualNode:
         """Create and start a hardened node.
 
+        A node with data flows is initialised first (its network namespace
+        exists, its workload does not run), given its flow rules, then
+        started (ADR 0026).
+
         Raises:
-            OperationalError: podman refused or failed; nothing is left behind.
+            OperationalError: podman refused or failed, or the flow rules
+                could not be installed; nothing is left behind.
         """
         config = spec.config
         for net, _aliases in sorted(config["networks"].items()):
@@ -215,11 +220,11 @@ class PodmanBackend:
                 self.client.request("POST", f"/containers/{node_id}/init")
                 listing = self._install_flow_rules(spec)
             self.client.request("POST", f"/containers/{node_id}/start")
-        except (ApiError, OperationalError) as exc:
+        except OperationalError as exc:
             with contextlib.suppress(OperationalError):
                 self.destroy(spec.name, timeout=0)
             if not isinstance(exc, ApiError):
-                raise
+                raise  # already says what failed (flow rules, connection)
             raise OperationalError(
                 f"podman could not start node {spec.name}: {exc.message}",
                 hint="see the podman service log; the node was removed again",

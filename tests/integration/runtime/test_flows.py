@@ -140,25 +140,30 @@ def _flows(project: Path, node: str) -> dict[str, Any]:
 def test_rules_are_in_force_before_the_workload_starts(
     rt_project: Path, cli: Any, backend: PodmanBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[tuple[str, str | None]] = []
+    seen: list[tuple[str, bool, str | None]] = []
     install = firewall.install
 
     def watching_install(netns: str, rules: str) -> None:
         install(netns, rules)
-        # Still only initialised: the workload has not run yet.
-        states = [
-            str(backend.inspect(n.name)["State"]["Status"])
-            for n in backend.list_nodes()
-            if n.state == "created"
+        # The node owning this namespace is initialised, not started: its
+        # workload has never run.
+        (node,) = [
+            inspect
+            for inspect in (backend.inspect(n.name) for n in backend.list_nodes())
+            if inspect["NetworkSettings"].get("SandboxKey") == netns
         ]
-        seen.append((",".join(states), firewall.installed(netns)))
+        state = node["State"]
+        started = bool(state.get("StartedAt")) and not state["StartedAt"].startswith(
+            "0001-"
+        )
+        seen.append((str(state["Status"]), started, firewall.installed(netns)))
 
     monkeypatch.setattr(firewall, "install", watching_install)
     result = cli("apply", "--env", ENV, cwd=rt_project)
     assert result.code == 0, result.err
     assert len(seen) == 3
-    for states, listing in seen:
-        assert "initialized" in states
+    for status, started, listing in seen:
+        assert (status, started) == ("initialized", False)
         assert listing is not None
         assert "policy drop" in listing
 
