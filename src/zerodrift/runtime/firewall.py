@@ -26,6 +26,7 @@ so :func:`differences` can compare a live listing with the declared one.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -260,6 +261,7 @@ def _nft(netns: str, args: list[str], stdin: str) -> str:
         done = subprocess.run(
             [str(nsenter), f"--net={netns}", str(nft), *args],
             input=stdin,
+            env={**os.environ, "LC_ALL": "C"},  # messages matched below
             capture_output=True,
             text=True,
             timeout=_NFT_TIMEOUT,
