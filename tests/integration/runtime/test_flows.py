@@ -103,8 +103,7 @@ def test_flows_are_one_way_and_limited_to_their_ports(
     ok, out = _talk(backend, web, api, 9000)
     assert not ok, out
 
-    # The rules live in each node's namespace, exactly as rendered, and the
-    # node's own user cannot change them (it holds no capability).
+    # The rules live in each node's namespace, exactly as rendered.
     for node in (web, api, db):
         inspect = backend.inspect(node)
         live = backend.flow_rules(node)
@@ -113,9 +112,20 @@ def test_flows_are_one_way_and_limited_to_their_ports(
         expected = firewall.ruleset(flows, firewall.network_addresses(inspect))
         assert live == expected
         assert firewall.differences(expected, live) == ([], [])
+    # They were installed from the host: the image has no nft. Its processes
+    # hold no capability (no CAP_NET_ADMIN to change the rules) and cannot
+    # gain one.
     pid = backend.inspect(api)["State"]["Pid"]
     root = Path(f"/proc/{pid}/root")
     assert not any((root / d / "nft").exists() for d in ("bin", "sbin", "usr/sbin"))
+    tree = _descendants(pid)
+    assert len(tree) >= 2  # podman's init and httpd
+    for host_pid in tree:
+        status = Path(f"/proc/{host_pid}/status").read_text()
+        fields = dict(line.split(":\t", 1) for line in status.splitlines())
+        assert int(fields["CapEff"], 16) == 0
+        assert int(fields["CapPrm"], 16) == 0
+        assert fields["NoNewPrivs"].strip() == "1"
 
     # The audit trail holds the rules installed at creation.
     audit = cli("audit", "log", "--format", "jsonl", cwd=rt_project).out
@@ -126,6 +136,15 @@ def test_flows_are_one_way_and_limited_to_their_ports(
     ]
     assert created
     assert "ip saddr" in created[-1]["details"]["flow_rules"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, as host PIDs."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += _descendants(int(child))
+    return found
 
 
 def _flows(project: Path, node: str) -> dict[str, Any]:
