@@ -267,3 +267,8 @@ def test_check_reports_flow_rules_changed_in_place(
     (difference,) = drift["details"]["differences"]
     assert difference["actual"] == "no flow rules table"
     assert "policy drop" in " ".join(difference["expected"])
+    # Both ends enforce a flow: with api's rules gone, web's still refuse
+    # api's connection.
+    web = _nodes(backend, rt_project)["web"]
+    ok, out = _talk(backend, api, web, 8080)
+    assert not ok, out
