@@ -135,17 +135,14 @@ def ruleset(
         for protocol in ("udp", "tcp"):
             accept["out"].append(f"{family} daddr {gateway} {protocol} dport 53 accept")
     lines = [f"table inet {TABLE} {{"]
-    for chain, hook, loop, side in (
-        ("input", "input", 'iif "lo" accept', "in"),
-        ("output", "output", 'oif "lo" accept', "out"),
-    ):
+    for chain, side, loopback in (("input", "in", "iif"), ("output", "out", "oif")):
         if chain == "output":
-            lines.append("")
+            lines.append("")  # nft separates chains with a blank line
         lines += [
             f"\tchain {chain} {{",
-            f"\t\ttype filter hook {hook} priority filter; policy drop;",
+            f"\t\ttype filter hook {chain} priority filter; policy drop;",
             "\t\tct state established,related accept",
-            f"\t\t{loop}",
+            f'\t\t{loopback} "lo" accept',
             "\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
             *(f"\t\t{rule}" for rule in accept[side]),
             "\t\treject with icmpx admin-prohibited",
@@ -155,7 +152,9 @@ def ruleset(
     return "\n".join(lines) + "\n"
 
 
-def _address_order(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
+def _address_order(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> tuple[int, int]:
     """IPv4 before IPv6, each in numeric order."""
     return (address.version, int(address))
 
