@@ -274,7 +274,7 @@ def flow_rules(fleet: Fleet, environment: str) -> dict[str, dict[str, dict[str, 
     for source, svc in sorted(fleet.services.items()):
         for flow in svc.talks_to:
             net = network_name(fleet.name, environment, source, flow.service)
-            port = _flow_port(fleet, flow.service, flow.port)
+            port = _flow_port(fleet, source, flow.service, flow.port)
             for service, direction in ((source, "out"), (flow.service, "in")):
                 rule = result.setdefault(service, {}).setdefault(
                     net, {"direction": direction, "ports": []}
@@ -284,12 +284,21 @@ def flow_rules(fleet: Fleet, environment: str) -> dict[str, dict[str, dict[str, 
     return result
 
 
-def _flow_port(fleet: Fleet, target: str, port: str | int) -> str:
-    """``"<number>/<protocol>"`` of the port a flow names on its target."""
+def _flow_port(fleet: Fleet, source: str, target: str, port: str | int) -> str:
+    """``"<number>/<protocol>"`` of the port a flow names on its target.
+
+    Raises:
+        ConfigError: The target does not declare that port (the spec's
+            reference check reports this first when the spec is loaded).
+    """
     declared = fleet.services[target].ports if target in fleet.services else []
     for candidate in declared:
         if port in (candidate.name, candidate.port):
             return f"{candidate.port}/{candidate.protocol}"
-    # The reference checker refuses flows to undeclared ports; a number
-    # still means that TCP port.
-    return f"{int(port)}/tcp" if str(port).isdigit() else "0/tcp"
+    raise ConfigError(
+        f"flow from {source!r} to {target!r} names port {port!r}, which "
+        f"{target!r} does not declare",
+        hint=f"declare the port under services.{target}.ports",
+        location=Location(SPEC_FILE, field=f"services.{source}.talks_to"),
+        reference="flow-port-unknown",
+    )

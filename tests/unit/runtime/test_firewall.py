@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from zerodrift.errors import OperationalError
+from zerodrift.errors import ConfigError, OperationalError
 from zerodrift.reconcile.desired import desired_state, flow_rules
 from zerodrift.runtime.firewall import (
     NetworkAddress,
@@ -195,3 +195,17 @@ def test_nft_accepts_the_ruleset_and_lists_it_back_unchanged() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == rules
+
+
+def test_a_flow_to_an_undeclared_port_is_a_config_error() -> None:
+    # The spec loader refuses this first; desired state does not guess.
+    fleet = _fleet()
+    web = fleet.services["web"]
+    flow = web.talks_to[0].model_copy(update={"port": "nope"})
+    services = {**fleet.services, "web": web.model_copy(update={"talks_to": [flow]})}
+    broken = fleet.model_copy(update={"services": services})
+    with pytest.raises(ConfigError) as caught:
+        flow_rules(broken, "prod")
+    assert caught.value.reference == "flow-port-unknown"
+    assert caught.value.location is not None
+    assert caught.value.location.field == "services.web.talks_to"
