@@ -30,7 +30,9 @@ from zerodrift.detect.nodes import (
     environment_drift,
     writable_roots,
 )
+from zerodrift.errors import OperationalError
 from zerodrift.reconcile.journal import Journal
+from zerodrift.runtime import firewall
 from zerodrift.runtime._http import ApiError, quote_name
 from zerodrift.runtime.backend import LABEL_ENVIRONMENT, LABEL_FLEET, ActualNode
 from zerodrift.runtime.podman import live_facts
@@ -159,6 +161,10 @@ def observe_node(
         return ObservedNode(node.name, node.labels, node.state, inspect)
     running = node.state == "running"
     pid = int((inspect.get("State") or {}).get("Pid") or 0)
+    live_rules = None
+    checked = running and bool(want.config.get("flows"))
+    if checked:
+        live_rules, checked = _live_flow_rules(backend, node.name, inspect)
     return ObservedNode(
         name=node.name,
         labels=node.labels,
@@ -170,7 +176,27 @@ def observe_node(
         else None,
         processes=backend.processes(node.name) if running else None,
         facts_digest=canonical_digest(live_facts(inspect)),
+        flow_rules=live_rules,
+        flow_rules_read=checked,
     )
+
+
+def _live_flow_rules(
+    backend: PodmanBackend, name: str, inspect: dict[str, Any]
+) -> tuple[str | None, bool]:
+    """The node's live flow rules, and whether they could be read.
+
+    Raises:
+        OperationalError: The namespace of a node still running could not
+            be read.
+    """
+    try:
+        return firewall.installed(firewall.netns_path(inspect)), True
+    except OperationalError:
+        state = backend.inspect(name).get("State") or {}
+        if state.get("Running"):
+            raise
+        return None, False  # stopped since: reported as not running
 
 
 def list_writable(

@@ -9,7 +9,8 @@ deviation into a :class:`~zerodrift.detect.findings.Finding`:
 
 ``config-drift``
     the live configuration differs from the declared one (image digest, env,
-    mounts, capabilities, user, read-only root, networks, ports, limits);
+    mounts, capabilities, user, read-only root, networks, ports, limits, and
+    the flow rules in the node's network namespace);
 ``file-changed``
     files changed in the node's writable layer outside its declared writable
     paths and volumes;
@@ -38,7 +39,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from zerodrift.detect.findings import Finding, Severity
+from zerodrift.errors import OperationalError
 from zerodrift.reconcile.desired import DesiredService
+from zerodrift.runtime import firewall
 from zerodrift.runtime.backend import (
     LABEL_ENVIRONMENT,
     LABEL_FLEET,
@@ -57,6 +60,7 @@ __all__ = [
     "config_differences",
     "environment_drift",
     "file_drift",
+    "flow_rule_differences",
     "foreign_processes",
     "node_drift",
     "writable_roots",
@@ -103,7 +107,15 @@ _MAX_LISTED = 50
 """Paths listed in one finding's evidence; the count is always complete."""
 
 _CRITICAL_FIELDS = frozenset(
-    {"image_digest", "privileged", "read_only", "capabilities", "user", "mounts"}
+    {
+        "image_digest",
+        "privileged",
+        "read_only",
+        "capabilities",
+        "user",
+        "mounts",
+        "flow_rules",
+    }
 )
 
 
@@ -144,6 +156,10 @@ class ObservedNode:
             could not be listed (the node is not running).
         processes: Its processes; ``None`` when not listed.
         facts_digest: Digest of the live facts now.
+        flow_rules: The flow rules table live in the node's network
+            namespace as ``nft`` lists it; ``None`` when absent or not read.
+        flow_rules_read: Whether ``flow_rules`` was read (a running node
+            with data flows).
     """
 
     name: str
@@ -154,6 +170,8 @@ class ObservedNode:
     writable_files: Sequence[WritableFile] | None = None
     processes: Sequence[ProcessInfo] | None = None
     facts_digest: str | None = None
+    flow_rules: str | None = None
+    flow_rules_read: bool = False
 
     @property
     def managed(self) -> bool:
@@ -297,6 +315,8 @@ def node_drift(
             )
         )
     differences = config_differences(want, node.inspect)
+    if node.flow_rules_read:
+        differences += flow_rule_differences(want, node.inspect, node.flow_rules)
     before = (recorded or {}).get(node.name)
     if not differences and before and node.facts_digest and before != node.facts_digest:
         differences.append(
@@ -386,6 +406,42 @@ def config_differences(
         {"field": key, "expected": expected[key], "actual": actual.get(key)}
         for key in expected
         if expected[key] != actual.get(key)
+    ]
+
+
+def flow_rule_differences(
+    want: DesiredService, inspect: Mapping[str, Any], live: str | None
+) -> list[dict[str, Any]]:
+    """Compare a node's live flow rules with those its flows declare.
+
+    The expected table is rendered for the subnets the node is attached to
+    now; a node detached from a flow network is reported by the
+    ``networks`` field instead.
+
+    Args:
+        want: The node's desired service (its ``flows``).
+        inspect: The node's inspect document (its networks' subnets).
+        live: The table as ``nft`` lists it, ``None`` when absent.
+
+    Returns:
+        One ``flow_rules`` difference listing the missing and extra rule
+        lines, or nothing.
+    """
+    try:
+        expected = firewall.ruleset(
+            want.config.get("flows") or {}, firewall.network_addresses(inspect)
+        )
+    except OperationalError:
+        return []
+    missing, extra = firewall.differences(expected, live)
+    if not missing and not extra:
+        return []
+    return [
+        {
+            "field": "flow_rules",
+            "expected": missing,
+            "actual": extra if live is not None else "no flow rules table",
+        }
     ]
 
 

@@ -265,7 +265,9 @@ class Executor:
             futures = [pool.submit(self.backend.create, s, values) for s in specs]
             outcomes: list[BaseException | None] = [f.exception() for f in futures]
         nodes = []
-        for spec, step, error in zip(specs, steps, outcomes, strict=True):
+        for spec, step, error, future in zip(
+            specs, steps, outcomes, futures, strict=True
+        ):
             node = _New(spec.name, spec)
             if error is not None:
                 node.detail = str(getattr(error, "message", error))
@@ -284,16 +286,16 @@ class Executor:
                 )
                 self.journal.end_step(step, "done")
                 result.created.append(spec.name)
-                self.record(
-                    "node.created",
-                    spec.name,
-                    {
-                        "environment": self.environment,
-                        "service": service,
-                        "identity": spec.labels[LABEL_IDENTITY],
-                        "image_digest": spec.image_digest,
-                    },
-                )
+                details: dict[str, Any] = {
+                    "environment": self.environment,
+                    "service": service,
+                    "identity": spec.labels[LABEL_IDENTITY],
+                    "image_digest": spec.image_digest,
+                }
+                rules = future.result().flow_rules
+                if rules is not None:
+                    details["flow_rules"] = rules
+                self.record("node.created", spec.name, details)
                 self.progress(f"[{service}] created {spec.name}")
             nodes.append(node)
         started = [n for n in nodes if not n.detail]

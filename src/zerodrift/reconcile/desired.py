@@ -23,6 +23,7 @@ __all__ = [
     "DesiredService",
     "desired_state",
     "flow_networks",
+    "flow_rules",
     "network_name",
     "node_config",
     "node_identity",
@@ -88,6 +89,7 @@ def desired_state(
     """
     services = resolve_services(fleet, environment)
     networks = flow_networks(fleet, environment)
+    rules = flow_rules(fleet, environment)
     desired = []
     for name, resolved in services.items():
         digest = digests.get(resolved.service.image)
@@ -99,7 +101,9 @@ def desired_state(
                 location=Location(SPEC_FILE, field=f"services.{name}.image"),
                 reference="image-missing",
             )
-        config = node_config(fleet.name, resolved, networks.get(name, {}))
+        config = node_config(
+            fleet.name, resolved, networks.get(name, {}), rules.get(name, {})
+        )
         svc = resolved.service
         desired.append(
             DesiredService(
@@ -121,9 +125,20 @@ def desired_state(
 
 
 def node_config(
-    fleet_name: str, resolved: ResolvedService, networks: Mapping[str, list[str]]
+    fleet_name: str,
+    resolved: ResolvedService,
+    networks: Mapping[str, list[str]],
+    flows: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The resolved, hardened configuration of one service's nodes.
+
+    Args:
+        fleet_name: The spec's fleet name.
+        resolved: The service with its environment's overrides applied.
+        networks: Flow network -> aliases the node has there.
+        flows: Flow network -> what the node may do there (see
+            :func:`flow_rules`); the runtime enforces it with firewall rules
+            inside the node's network namespace.
 
     Raises:
         ConfigError: The image runs as root or a port is declared twice.
@@ -156,6 +171,10 @@ def node_config(
             "pids": svc.resources.pids,
         },
         "networks": {net: sorted(aliases) for net, aliases in sorted(networks.items())},
+        "flows": {
+            net: {"direction": rule["direction"], "ports": sorted(rule["ports"])}
+            for net, rule in sorted((flows or {}).items())
+        },
         "ports": [
             {"name": p.name, "port": p.port, "protocol": p.protocol} for p in svc.ports
         ],
@@ -233,9 +252,6 @@ def _port(svc: Service, name: str) -> int:
 
 def flow_networks(fleet: Fleet, environment: str) -> dict[str, dict[str, list[str]]]:
     """Per service: network -> aliases it has there, one network per flow edge."""
-    # TODO: a flow network also lets the target open connections to the
-    # source; enforce direction with firewall rules once the netavark
-    # versions zerodrift supports can carry them (ADR 0023).
     result: dict[str, dict[str, list[str]]] = {}
     for source, svc in sorted(fleet.services.items()):
         for flow in svc.talks_to:
@@ -243,3 +259,46 @@ def flow_networks(fleet: Fleet, environment: str) -> dict[str, dict[str, list[st
             result.setdefault(source, {}).setdefault(net, [])
             result.setdefault(flow.service, {})[net] = [flow.service]
     return result
+
+
+def flow_rules(fleet: Fleet, environment: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per service: network -> the direction and ports its nodes allow there.
+
+    On the network of flow ``A -> B``, A's nodes have direction ``out``
+    (they may open connections to the network's ports, nobody may open one
+    to them) and B's nodes direction ``in`` (they accept connections on the
+    ports and open none). ``ports`` are ``"<number>/<protocol>"`` strings of
+    the target's declared ports that the flows name (see ADR 0026).
+    """
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for source, svc in sorted(fleet.services.items()):
+        for flow in svc.talks_to:
+            net = network_name(fleet.name, environment, source, flow.service)
+            port = _flow_port(fleet, source, flow.service, flow.port)
+            for service, direction in ((source, "out"), (flow.service, "in")):
+                rule = result.setdefault(service, {}).setdefault(
+                    net, {"direction": direction, "ports": []}
+                )
+                if port not in rule["ports"]:
+                    rule["ports"] = sorted([*rule["ports"], port])
+    return result
+
+
+def _flow_port(fleet: Fleet, source: str, target: str, port: str | int) -> str:
+    """``"<number>/<protocol>"`` of the port a flow names on its target.
+
+    Raises:
+        ConfigError: The target does not declare that port (the spec's
+            reference check reports this first when the spec is loaded).
+    """
+    declared = fleet.services[target].ports if target in fleet.services else []
+    for candidate in declared:
+        if port in (candidate.name, candidate.port):
+            return f"{candidate.port}/{candidate.protocol}"
+    raise ConfigError(
+        f"flow from {source!r} to {target!r} names port {port!r}, which "
+        f"{target!r} does not declare",
+        hint=f"declare the port under services.{target}.ports",
+        location=Location(SPEC_FILE, field=f"services.{source}.talks_to"),
+        reference="flow-port-unknown",
+    )

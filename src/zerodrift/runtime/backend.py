@@ -80,6 +80,9 @@ class ActualNode:
             (see :func:`zerodrift.runtime.podman.live_facts`); compared with
             the digest the state database recorded at creation to detect
             in-place changes.
+        flow_rules: The flow rules installed in the node's network namespace
+            as ``nft`` lists them (see :mod:`zerodrift.runtime.firewall`);
+            set by ``create`` for nodes with data flows, else ``None``.
     """
 
     name: str
@@ -89,6 +92,7 @@ class ActualNode:
     created_at: float
     image_id: str = ""
     facts_digest: str | None = None
+    flow_rules: str | None = None
 
     @property
     def managed(self) -> bool:
@@ -163,6 +167,10 @@ class RuntimeBackend(Protocol):
 
     def create(self, spec: NodeSpec, secret_values: Mapping[str, bytes]) -> ActualNode:
         """Create and start a hardened node; return it as observed.
+
+        A node with data flows gets its flow rules before its workload
+        starts (ADR 0026); when they cannot be installed, the node is
+        removed again and creation fails.
 
         Args:
             spec: The node to create.

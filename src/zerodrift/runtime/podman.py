@@ -14,6 +14,7 @@ secrets from podman's secret store, and only the networks of its data flows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 from zerodrift._internal.canonical import canonical_digest
 from zerodrift.errors import IntegrityError, OperationalError
+from zerodrift.runtime import firewall
 from zerodrift.runtime._http import ApiError, UnixClient, quote_name
 from zerodrift.runtime._netns import probe_in_netns
 from zerodrift.runtime._spec import LABEL_SECRET_ENV, spec_generator
@@ -195,28 +197,81 @@ class PodmanBackend:
     def create(self, spec: NodeSpec, secret_values: Mapping[str, bytes]) -> ActualNode:
         """Create and start a hardened node.
 
+        A node with data flows is initialised first (its network namespace
+        exists, its workload does not run), given its flow rules, then
+        started (ADR 0026).
+
         Raises:
-            OperationalError: podman refused or failed; nothing is left behind.
+            OperationalError: podman refused or failed, or the flow rules
+                could not be installed; nothing is left behind.
         """
         config = spec.config
         for net, _aliases in sorted(config["networks"].items()):
             self.ensure_network(net, spec.labels)
         secrets, secret_env = self._create_secrets(spec, secret_values)
         body = spec_generator(spec, secrets, secret_env)
+        listing = None
         try:
             created = self.client.json("POST", "/containers/create", json_body=body)
-            self.client.request(
-                "POST", f"/containers/{quote_name(created['Id'])}/start"
-            )
-        except ApiError as exc:
+            node_id = quote_name(created["Id"])
+            if config.get("flows"):
+                # init creates the network namespace without starting the
+                # workload: the flow rules are in force before it runs.
+                self.client.request("POST", f"/containers/{node_id}/init")
+                listing = self._install_flow_rules(spec)
+            self.client.request("POST", f"/containers/{node_id}/start")
+        except OperationalError as exc:
             with contextlib.suppress(OperationalError):
                 self.destroy(spec.name, timeout=0)
+            if not isinstance(exc, ApiError):
+                raise  # already says what failed (flow rules, connection)
             raise OperationalError(
                 f"podman could not start node {spec.name}: {exc.message}",
                 hint="see the podman service log; the node was removed again",
                 reference="node-start-failed",
             ) from exc
-        return self.node(spec.name)
+        node = self.node(spec.name)
+        return dataclasses.replace(node, flow_rules=listing)
+
+    def _install_flow_rules(self, spec: NodeSpec) -> str:
+        """Install the node's flow rules; return the table as nft lists it."""
+        inspect = self.inspect(spec.name)
+        rules = firewall.ruleset(
+            spec.config["flows"], firewall.network_addresses(inspect)
+        )
+        netns = firewall.netns_path(inspect)
+        try:
+            firewall.install(netns, rules)
+            listing = firewall.installed(netns)
+        except OperationalError as exc:
+            raise OperationalError(
+                f"cannot enforce the data flows of node {spec.name}: {exc.message}",
+                hint=f"{exc.hint}; the node was removed again, nothing ran",
+                reference=exc.reference,
+            ) from exc
+        if listing is None:
+            raise OperationalError(
+                f"the flow rules of node {spec.name} vanished right after install",
+                hint="something else manages nftables in node namespaces; "
+                "the node was removed again",
+                reference="flow-rules-failed",
+            )
+        return listing
+
+    def flow_rules(self, name: str) -> str | None:
+        """The flow rules live in a running node's namespace, as nft lists them.
+
+        Returns:
+            The table, or ``None`` when the node has none (or no namespace).
+
+        Raises:
+            ApiError: No such node (status 404).
+            OperationalError: The namespace could not be read.
+        """
+        inspect = self.inspect(name)
+        if not (inspect.get("State") or {}).get("Running"):
+            return None
+        return firewall.installed(firewall.netns_path(inspect))
 
     def node(self, name: str) -> ActualNode:
         """Observe one node by name, with its facts digest.

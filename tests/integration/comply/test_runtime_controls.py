@@ -23,6 +23,7 @@ from zerodrift.comply.registry import Outcome
 from zerodrift.govern.audit import AuditTrail
 from zerodrift.reconcile.desired import desired_state, network_name
 from zerodrift.reconcile.journal import Journal
+from zerodrift.runtime.firewall import NetworkAddress, ruleset
 from zerodrift.spec import LoadedSpec
 from zerodrift.state import Database
 from zerodrift.state.schema import reconcile_nodes, reconcile_runs, recoveries
@@ -38,8 +39,13 @@ def deploy(
     when: str,
     commit: str = "c" * 40,
     status: str = "succeeded",
+    rules_recorded: bool = True,
 ) -> tuple[str, list[str]]:
-    """Journal one apply of ``env`` creating a node per service; back-date it."""
+    """Journal one apply of ``env`` creating a node per service; back-date it.
+
+    Each creation is also audited as apply does, with the flow rules it
+    installed unless ``rules_recorded`` is false.
+    """
     journal = Journal(db, env)
     run_id = journal.start("apply", spec.digest, commit)
     names = []
@@ -56,6 +62,10 @@ def deploy(
             spec={"name": name, "image_digest": DIGEST, "config": dict(want.config)},
             facts_digest="sha256:" + "f" * 64,
         )
+        details: dict[str, object] = {"environment": env, "service": want.name}
+        if want.config["flows"] and rules_recorded:
+            details["flow_rules"] = _rules(want.config["flows"])
+        AuditTrail(db, now=lambda: when).append("node.created", name, details)
         names.append(name)
     journal.finish(status, {})
     with db.write() as conn:
@@ -70,6 +80,15 @@ def deploy(
             .values(created_at=when)
         )
     return run_id, names
+
+
+def _rules(flows: dict[str, object]) -> str:
+    """The table apply records, for networks numbered as podman would."""
+    addresses = {
+        net: NetworkAddress((f"10.89.{i}.0/24",), (f"10.89.{i}.1",))
+        for i, net in enumerate(sorted(flows), start=1)
+    }
+    return ruleset(flows, addresses)  # type: ignore[arg-type]
 
 
 def set_node_config(db: Database, name: str, **config: object) -> None:
@@ -378,9 +397,9 @@ def test_data_flows_enforced_on_deployed_networks(
     verdict = data_flows_enforced(make_evidence())
     assert verdict.outcome is Outcome.PASS, verdict.summary
     # web -> api -> db: two flows, each network joined by both its ends.
-    assert (
-        verdict.summary
-        == f"{len(names)} nodes on exactly their flows' networks (4 joins)"
+    assert verdict.summary == (
+        f"{len(names)} nodes on exactly their flows' networks (4 joins), "
+        "rules installed one way"
     )
 
     web, api = (next(n for n in names if f"-{s}-" in n) for s in ("web", "api"))
@@ -394,6 +413,19 @@ def test_data_flows_enforced_on_deployed_networks(
     assert {r.id: r.note for r in verdict.evidence} == {
         web: f"undeclared {api_to_db}",
         api: f"missing {api_to_db}",
+    }
+    # A node with a flow reversed, and one created before flows were one-way.
+    db_node = next(n for n in names if "-db-" in n)
+    set_node_config(db, web, networks={web_to_api: []})
+    set_node_config(
+        db, api, flows={web_to_api: {"direction": "out", "ports": ["8081/tcp"]}}
+    )
+    set_node_config(db, db_node, flows=None)
+    verdict = data_flows_enforced(make_evidence())
+    assert {r.id: r.note for r in verdict.evidence} == {
+        api: f"missing {api_to_db}; no flow rule on {api_to_db}; "
+        f"other direction or ports on {web_to_api}",
+        db_node: "direction not enforced (created without flow rules)",
     }
     # Only prod's nodes were deployed; staging has none to judge.
     staging = make_evidence(environment="staging")
@@ -409,3 +441,15 @@ def test_data_flows_enforced_on_deployed_networks(
     add_revision(db, "sha256:" + "9" * 64, at(hours=-1.5), "b" * 40, False)
     past = make_evidence(historical=True, as_of=at(hours=-1))
     assert data_flows_enforced(past).outcome is Outcome.NOT_APPLICABLE
+
+
+def test_data_flows_enforced_needs_a_record_of_the_installed_rules(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    _run, names = deploy(db, spec, "staging", when=at(hours=-2), rules_recorded=False)
+    verdict = data_flows_enforced(make_evidence(environment="staging"))
+    assert verdict.outcome is Outcome.FAIL
+    # Every service of the example has a flow.
+    assert {r.id: r.note for r in verdict.evidence} == dict.fromkeys(
+        names, "no record of the flow rules installed"
+    )

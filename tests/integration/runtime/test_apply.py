@@ -114,8 +114,7 @@ def test_plan_apply_replace_with_hardening_flows_and_secrets(
     assert "Content-type" in reach(web, api, 8081)[1]
     assert "Content-type" in reach(api, db, 5432)[1]
     assert "Content-type" not in reach(web, db, 5432)[1]
-    # Networks are not directional: api can answer web on their shared
-    # network (ADR 0023 records this limit).
+    # Direction and ports of each flow: see test_flows.py.
 
     # A configuration change replaces the node; there is no update.
     spec = rt_project / "fleet.yaml"

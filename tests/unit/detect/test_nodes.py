@@ -416,3 +416,51 @@ def test_processes_not_descending_from_the_entrypoint(
     assert listed == pids
     assert all(f.kind == "foreign-process" for f in found)
     assert all(f.severity == Severity.CRITICAL for f in found)
+
+
+def test_flow_rules_in_the_node_namespace_are_compared_line_by_line() -> None:
+    from dataclasses import replace
+
+    from zerodrift.runtime import firewall
+
+    net = "zd-shop-dev-api-to-db"
+    flows = {net: {"direction": "in", "ports": ["5432/tcp"]}}
+    want = replace(WANT, config={**CONFIG, "flows": flows})
+    inspect = copy.deepcopy(INSPECT)
+    inspect["NetworkSettings"]["Networks"][net] = {
+        "IPAddress": "10.89.4.3",
+        "IPPrefixLen": 24,
+        "Gateway": "10.89.4.1",
+    }
+    rules = firewall.ruleset(flows, firewall.network_addresses(inspect))
+    assert "ip saddr 10.89.4.0/24 tcp dport 5432 accept" in rules
+
+    def found(live: str | None, *, read: bool = True, **changes: Any) -> list[Any]:
+        node = _node(inspect=inspect, flow_rules=live, flow_rules_read=read, **changes)
+        return environment_drift(
+            [want], [node], fleet="shop", environment="dev", now=NOW, recorded=None
+        )
+
+    assert found(rules) == []
+    assert found(None, read=False) == []  # not read: nothing claimed
+    opened = rules.replace("policy drop", "policy accept", 1)
+    (finding,) = found(opened)
+    assert finding.kind == "config-drift"
+    assert finding.severity is Severity.CRITICAL
+    assert finding.details["differences"] == [
+        {
+            "field": "flow_rules",
+            "expected": ["type filter hook input priority filter; policy drop;"],
+            "actual": ["type filter hook input priority filter; policy accept;"],
+        }
+    ]
+    (finding,) = found(None)
+    assert finding.details["differences"][0]["actual"] == "no flow rules table"
+    # Detached from its flow network: reported as networks, rules not judged.
+    detached = copy.deepcopy(inspect)
+    detached["NetworkSettings"]["Networks"] = {}
+    node = _node(inspect=detached, flow_rules=rules, flow_rules_read=True)
+    (finding,) = environment_drift(
+        [want], [node], fleet="shop", environment="dev", now=NOW, recorded=None
+    )
+    assert [d["field"] for d in finding.details["differences"]] == ["networks"]

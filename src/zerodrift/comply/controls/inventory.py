@@ -6,7 +6,7 @@ from typing import Any
 
 from zerodrift.comply.evidence import Evidence, NodeRow, Snapshot, parse_time
 from zerodrift.comply.registry import EvidenceRef, Verdict, control
-from zerodrift.reconcile.desired import flow_networks
+from zerodrift.reconcile.desired import flow_networks, flow_rules
 
 __all__ = [
     "data_flows_declared",
@@ -115,17 +115,22 @@ def data_flows_declared(evidence: Evidence) -> Verdict:
 
 @control(
     "data-flows-enforced",
-    title="Deployed nodes are joined to exactly the networks of declared flows",
+    title="Deployed nodes are joined to exactly the networks of declared flows, "
+    "one way and on the declared ports",
     csf=("ID.AM-03", "PR.IR-01"),
 )
 def data_flows_enforced(evidence: Evidence) -> Verdict:
     """Only declared communication is possible between deployed services.
 
     Each flow (``talks_to``) gets its own internal network joining the two
-    services. Every node alive at ``as_of`` must have been created on
-    exactly the networks, with the aliases, that the flows of the spec in
-    force give its service: none missing (a declared flow that cannot
-    work), none extra (communication nobody declared).
+    services, and firewall rules in every node's network namespace let only
+    the flow's source open connections, only to the flow's ports (ADR
+    0026). Every node alive at ``as_of`` must have been created on exactly
+    the networks, with the aliases and the flow rules (direction and
+    ports), that the flows of the spec in force give its service: none
+    missing (a declared flow that cannot work), none extra (communication
+    nobody declared). A node with flows must also have a ``node.created``
+    audit record listing the rules installed in its namespace.
     """
     spec = evidence.spec_in_force
     if spec is None:
@@ -133,24 +138,36 @@ def data_flows_enforced(evidence: Evidence) -> Verdict:
     nodes = evidence.nodes
     if not nodes:
         return Verdict.not_applicable("no deployed node recorded")
-    expected = {
-        env: flow_networks(spec.fleet, env) for env in {n.environment for n in nodes}
+    environments = {n.environment for n in nodes}
+    expected = {env: flow_networks(spec.fleet, env) for env in environments}
+    directions = {env: flow_rules(spec.fleet, env) for env in environments}
+    installed = {
+        r.subject
+        for r in evidence.audit_of("node.created")
+        if r.details.get("flow_rules")
     }
     bad = []
     for node in nodes:
         want = expected[node.environment].get(node.service, {})
-        problem = _network_problem(node, want)
+        problems = [
+            _network_problem(node, want),
+            _rules_problem(node, directions[node.environment].get(node.service, {})),
+        ]
+        if want and node.name not in installed:
+            problems.append("no record of the flow rules installed")
+        problem = "; ".join(p for p in problems if p)
         if problem:
             bad.append(EvidenceRef("node", node.name, problem, node.created_at))
     if bad:
         return Verdict.failed(
             f"{len(bad)} of {len(nodes)} nodes are not on exactly their flows' "
-            "networks",
+            "networks with one-way rules",
             bad,
         )
     joined = sum(len(n.spec.get("config", {}).get("networks") or {}) for n in nodes)
     return Verdict.passed(
-        f"{len(nodes)} nodes on exactly their flows' networks ({joined} joins)",
+        f"{len(nodes)} nodes on exactly their flows' networks ({joined} joins), "
+        "rules installed one way",
         [EvidenceRef("node", n.name, n.service, n.created_at) for n in nodes],
     )
 
@@ -169,6 +186,25 @@ def _network_problem(node: NodeRow, want: dict[str, list[str]]) -> str | None:
     )
     if aliases:
         problems.append(f"other aliases on {', '.join(aliases)}")
+    return "; ".join(problems) or None
+
+
+def _rules_problem(node: NodeRow, want: dict[str, dict[str, Any]]) -> str | None:
+    """How the node's recorded flow rules differ from the declared flows."""
+    have: dict[str, Any] | None = node.spec.get("config", {}).get("flows")
+    if have is None:
+        return "direction not enforced (created without flow rules)" if want else None
+    problems = []
+    if unruled := sorted(set(want) - set(have)):
+        problems.append(f"no flow rule on {', '.join(unruled)}")
+    wrong = sorted(
+        net
+        for net in set(have) & set(want)
+        if (have[net].get("direction"), sorted(have[net].get("ports") or []))
+        != (want[net]["direction"], sorted(want[net]["ports"]))
+    )
+    if wrong:
+        problems.append(f"other direction or ports on {', '.join(wrong)}")
     return "; ".join(problems) or None
 
 
