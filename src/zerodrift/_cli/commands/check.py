@@ -29,7 +29,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "capabilities, user, read-only root, networks, ports, limits), files\n"
         "changed outside its writable paths, executables inside them,\n"
         "processes not started by its entrypoint, and missing, unrecorded or\n"
-        "unmanaged nodes. Without --env, every environment apply has deployed.\n"
+        "unmanaged nodes. It also re-reads the content of every image the\n"
+        "nodes use from podman's storage and verifies it in full against the\n"
+        "image's signed golden manifest (each image once, however many nodes\n"
+        "use it); --no-image-content skips that for a quicker node-only check.\n"
+        "Without --env, every environment apply has deployed.\n"
         "Findings are stored, written to the audit trail, and printed;\n"
         "--format ocsf prints one OCSF Detection Finding per line, followed\n"
         "by a File System Activity event per file it names.\n"
@@ -40,6 +44,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     add_env(parser)
     add_format(parser, "ocsf")
+    parser.add_argument(
+        "--image-content",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="verify image content on disk against the signed golden manifests "
+        "(default: on)",
+    )
     parser.add_argument(
         "--respond",
         action="store_true",
@@ -59,7 +70,9 @@ def run(ctx: Context) -> int:
         session = open_session(ctx)
         try:
             result = check_environment(
-                session, skip=quarantined_nodes(ctx.db, environment)
+                session,
+                skip=quarantined_nodes(ctx.db, environment),
+                image_content=ctx.args.image_content,
             )
             _record(ctx, environment, result)
             if ctx.args.respond:
@@ -89,11 +102,13 @@ def _record(ctx: Context, environment: str, result: Any) -> None:
                     "environment": environment,
                 },
             )
-    ctx.record(
-        "check.finished",
-        environment,
-        {"nodes": result.nodes, "findings": len(result.findings)},
-    )
+    details: dict[str, Any] = {
+        "nodes": result.nodes,
+        "findings": len(result.findings),
+    }
+    if result.content is not None:
+        details["image_content"] = result.content.to_dict()
+    ctx.record("check.finished", environment, details)
 
 
 def _respond(ctx: Context, session: Any, result: Any) -> None:
@@ -107,6 +122,15 @@ def _respond(ctx: Context, session: Any, result: Any) -> None:
         progress_for(ctx)(
             f"incident {incident.id} on {incident.node}: {incident.status}"
         )
+
+
+def ocsf_finding(finding: Any) -> dict[str, Any]:
+    """A finding as an OCSF Detection Finding about a container or an image."""
+    from zerodrift.detect.content import SOURCE as IMAGE_SOURCE
+    from zerodrift.detect.findings import to_ocsf
+
+    kind = "image" if finding.source == IMAGE_SOURCE else "container"
+    return to_ocsf(finding, resource_type=kind)
 
 
 def _environments(ctx: Context) -> list[str]:
@@ -123,12 +147,13 @@ def _environments(ctx: Context) -> list[str]:
 
 
 def _render(output: str, results: list[Any]) -> None:
-    from zerodrift.detect.findings import ocsf_file_activities, to_ocsf
+    from zerodrift.detect.findings import ocsf_file_activities
 
     if output == "ocsf":
         for result in results:
             for finding in result.findings:
-                for event in (to_ocsf(finding), *ocsf_file_activities(finding)):
+                events = (ocsf_finding(finding), *ocsf_file_activities(finding))
+                for event in events:
                     sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
         return
     if output == "json":
@@ -153,8 +178,14 @@ def _render(output: str, results: list[Any]) -> None:
                     for f in sorted(result.findings, key=lambda f: -f.severity)
                 ],
             )
+        images = ""
+        if result.content is not None:
+            images = (
+                f", {len(result.content.images)} image(s) verified on disk "
+                f"({result.content.files_hashed} files hashed)"
+            )
         console().print(
-            f"{result.environment}: {result.nodes} node(s) checked in "
+            f"{result.environment}: {result.nodes} node(s) checked{images} in "
             f"{result.seconds:.2f} s, {len(result.findings)} finding(s)"
         )
         for name in result.truncated:
