@@ -489,6 +489,12 @@ def answer_findings(
     ``auto`` runs the playbook, ``approve`` opens an incident awaiting
     approval, ``alert`` does nothing beyond the findings already reported.
     """
+    # TODO: answer image-tampered findings too. Replacing nodes would reuse
+    # the tampered layer, so the answer is: quarantine every node of the
+    # image and capture its evidence (with the tampered files), remove the
+    # image from the runtime's storage, reload it from the verified store,
+    # then recreate the nodes. Until then such findings only carry that
+    # remedy for an operator (see docs/detect.md).
     by_node: dict[str, list[Finding]] = {}
     for finding in findings:
         if finding.kind in RESPONDED_KINDS:
