@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,13 +37,14 @@ def _unpack(layout: Layout, digest: str, into: Path) -> list[str]:
     for index, item in enumerate(layout.read_json(digest)["layers"]):
         folder = into / f"layer{index}"
         folder.mkdir(parents=True)
-        with (
-            layout.open_blob(item["digest"]) as reader,
-            tarfile.open(
-                fileobj=decompressed(reader, item["mediaType"], "layer"), mode="r|*"
-            ) as archive,
-        ):
-            archive.extractall(folder, numeric_owner=True, filter="fully_trusted")
+        with layout.open_blob(item["digest"]) as reader:
+            stream: Any = reader  # tarfile only needs its read()
+            plain = decompressed(stream, item["mediaType"], "layer")
+            with tarfile.open(fileobj=plain, mode="r|*") as archive:
+                # Our own signed image, unpacked as podman stores it.
+                archive.extractall(  # noqa: S202
+                    folder, numeric_owner=True, filter="fully_trusted"
+                )
         folders.append(str(folder))
     return folders
 
