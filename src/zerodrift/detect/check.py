@@ -73,7 +73,8 @@ __all__ = [
 ]
 
 MAX_WRITABLE_FILES = 10_000
-"""Files read per node; a node holding more is reported as truncated."""
+"""Files listed per node beyond its executables; a node holding more
+non-executable files is reported as truncated."""
 
 _HEAD = 4
 
@@ -87,7 +88,8 @@ class CheckResult:
         nodes: Containers examined.
         findings: Everything found.
         seconds: Wall time of the check.
-        truncated: Nodes whose writable paths held more files than were read.
+        truncated: Nodes whose writable paths held more files than were listed
+            (every executable is listed whatever their number).
         content: The verification of image content on disk, when it ran.
     """
 
@@ -274,9 +276,14 @@ def list_writable(
 ) -> list[WritableFile] | None:
     """List the regular files under ``roots`` as the process ``pid`` sees them.
 
+    Every file is examined, so an executable cannot hide behind thousands
+    of other files; only the listing of non-executable files stops at
+    ``limit``.
+
     Returns:
-        The files (at most ``limit``), or ``None`` when the node's root
-        cannot be read from here (no permission, or the process is gone).
+        The files (every executable, and other files up to ``limit`` in
+        all), or ``None`` when the node's root cannot be read from here (no
+        permission, or the process is gone).
     """
     base = f"/proc/{pid}/root"
     if not os.access(base, os.R_OK | os.X_OK):
@@ -287,10 +294,8 @@ def list_writable(
         for folder, dirs, files in os.walk(top, followlinks=False):
             dirs.sort()
             for name in sorted(files):
-                if len(found) >= limit:
-                    return found
                 entry = _file(os.path.join(folder, name), len(base))
-                if entry is not None:
+                if entry is not None and (len(found) < limit or entry.executable):
                     found.append(entry)
     return found
 

@@ -191,5 +191,5 @@ def _render(output: str, results: list[Any]) -> None:
         for name in result.truncated:
             console().print(
                 f"warning: node {name} holds more files in its writable paths "
-                "than were read"
+                "than were listed (every executable among them was)"
             )

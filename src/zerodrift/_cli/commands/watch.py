@@ -72,7 +72,12 @@ def run(ctx: Context) -> int:
 
     def report(fresh: list[Any], result: Any) -> None:
         scoped = type(result)(
-            result.environment, result.nodes, fresh, result.seconds, result.truncated
+            result.environment,
+            result.nodes,
+            fresh,
+            result.seconds,
+            result.truncated,
+            result.content,
         )
         _record(ctx, environment, scoped)
         for finding in fresh:
