@@ -217,7 +217,7 @@ def verify_content(
     if not isinstance(source, OciLayoutSource):
         raise ConfigError(
             "image content can only be verified against a local image store",
-            hint="run without --image-content",
+            hint="run check with --no-image-content",
             reference="image-store-missing",
         )
     layout = Layout.open(source.root)
