@@ -25,6 +25,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="detect drift of running nodes from the spec and signed images",
         epilog="examples:\n  zerodrift check --env prod\n"
         "  zerodrift check --env prod --format ocsf >> findings.jsonl\n"
+        "  zerodrift check --env prod --no-image-content   # nodes only\n"
         "Checks each node's live configuration (image digest, env, mounts,\n"
         "capabilities, user, read-only root, networks, ports, limits), files\n"
         "changed outside its writable paths, executables inside them,\n"

@@ -24,6 +24,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="watch nodes continuously: podman events and file events trigger checks",
         epilog="examples:\n  zerodrift watch --env prod --respond\n"
         "  zerodrift watch --env prod --format ocsf >> findings.jsonl\n"
+        "  zerodrift watch --env prod --interval 60 --image-interval 900\n"
         "Runs the checks of 'zerodrift check' at start, every --interval\n"
         "seconds, and at once when podman reports an exec session or a node\n"
         "dying, or the kernel reports a file event in a node's writable paths.\n"
