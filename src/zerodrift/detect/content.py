@@ -94,6 +94,7 @@ _OPAQUE_XATTRS = (
 )
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
+_STORAGE_ERRORS = frozenset({"image-storage-unsupported", "image-storage-unreadable"})
 _MAX_LISTED = 50
 _READ = 1 << 20
 
@@ -344,17 +345,19 @@ class LayerReader:
 
 
 def _hash_file(path: str) -> tuple[str, int]:
-    """SHA-256 (hex) and length of a file, without following links."""
+    """SHA-256 (hex) and bytes read of a file, without following links."""
     digest = hashlib.sha256()
     size = 0
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            while chunk := handle.read(_READ):
+                digest.update(chunk)
+                size += len(chunk)
     except OSError as exc:
-        return f"unreadable: {exc.strerror}", 0
-    with os.fdopen(fd, "rb") as handle:
-        while chunk := handle.read(_READ):
-            digest.update(chunk)
-            size += len(chunk)
+        # Reported as a content mismatch: nothing in an image's storage
+        # should be unreadable to its owner.
+        return f"unreadable: {exc.strerror}", size
     return digest.hexdigest(), size
 
 
@@ -479,8 +482,12 @@ def verify_images(
         reader: Reads and hashes layers (one per run).
 
     Returns:
-        One result per image; an image that cannot be verified carries the
-        error instead of a diff.
+        One result per image; an image that cannot be verified (no trusted
+        golden manifest, storage of another driver or unreadable) carries
+        the error instead of a diff.
+
+    Raises:
+        OperationalError: The runtime failed.
     """
     started = time.monotonic()
     reader = reader or LayerReader()
@@ -495,6 +502,12 @@ def verify_images(
             result.diff = diff(manifest, reader.tree(result.layers, manifest))
             result.files = reader.files_hashed - before
         except (VerificationError, IntegrityError) as exc:
+            result.error = exc
+        except OperationalError as exc:
+            # Storage this check cannot read stays unreadable on the next
+            # try: report it. Anything else (podman unreachable) is raised.
+            if exc.reference not in _STORAGE_ERRORS:
+                raise
             result.error = exc
         check.images.append(result)
     check.files_hashed = reader.files_hashed

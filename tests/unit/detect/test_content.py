@@ -21,7 +21,7 @@ from zerodrift.detect.content import (
     verify_images,
 )
 from zerodrift.detect.manifest import Entry, GoldenManifest, diff
-from zerodrift.errors import IntegrityError
+from zerodrift.errors import IntegrityError, OperationalError
 
 NOW = "2026-12-03T18:00:00.000000Z"
 
@@ -159,3 +159,25 @@ def test_findings_name_the_image_its_nodes_and_each_path(layers: list[str]) -> N
     [finding] = content_findings(unverifiable, environment="dev", now=NOW)
     assert finding.kind == "image-unverified"
     assert finding.details["reference"] == "golden-manifest-missing"
+
+
+def test_storage_that_cannot_be_read_is_reported_not_retried(
+    layers: list[str],
+) -> None:
+    use = ImageUse("web", "sha256:" + "1" * 64, "id1", ("web-1",), ("web",))
+
+    def vfs(_use: ImageUse) -> list[str]:
+        raise OperationalError(
+            "stored with the vfs driver", reference="image-storage-unsupported"
+        )
+
+    def down(_use: ImageUse) -> list[str]:
+        raise OperationalError("podman is down", reference="podman-unreachable")
+
+    golden = _expected()
+    check = verify_images([use], golden=lambda _u: (golden, True), folders=vfs)
+    [finding] = content_findings(check, environment="dev", now=NOW)
+    assert finding.kind == "image-unverified"
+    assert finding.details["reference"] == "image-storage-unsupported"
+    with pytest.raises(OperationalError, match="podman is down"):
+        verify_images([use], golden=lambda _u: (golden, True), folders=down)
