@@ -194,3 +194,10 @@ def _render(output: str, results: list[Any]) -> None:
                 f"warning: node {name} holds more files in its writable paths "
                 "than were listed (every executable among them was)"
             )
+        if any(f.kind == "image-tampered" for f in result.findings):
+            console().print(
+                "image content in podman's storage was tampered with: replacing "
+                "the nodes would reuse it. Capture evidence (zerodrift respond "
+                "NODE), remove the image (podman rmi --force), then zerodrift "
+                "apply reloads it from the verified store (docs/detect.md)."
+            )
