@@ -197,7 +197,8 @@ def _render(output: str, results: list[Any]) -> None:
         if any(f.kind == "image-tampered" for f in result.findings):
             console().print(
                 "image content in podman's storage was tampered with: replacing "
-                "the nodes would reuse it. Capture evidence (zerodrift respond "
-                "NODE), remove the image (podman rmi --force), then zerodrift "
-                "apply reloads it from the verified store (docs/detect.md)."
+                "the nodes would reuse it. --respond (all services 'auto') "
+                "removes and reloads the image; by hand: zerodrift respond NODE "
+                "for evidence, podman rmi --force, zerodrift apply "
+                "(docs/detect.md)."
             )
