@@ -81,9 +81,10 @@ CSF: dict[str, tuple[str, ...]] = {
 
 REMEDY = (
     "replacing the nodes is not enough: they would reuse the same tampered "
-    "layer. Remove the image from the runtime's storage (podman rmi --force "
-    "after capturing evidence), then run zerodrift apply, which reloads it "
-    "from the verified image store before creating nodes"
+    "layer. check --respond does what follows when every service using the "
+    "image is 'auto'; by hand: capture evidence (zerodrift respond NODE), "
+    "remove the image from the runtime's storage (podman rmi --force), then "
+    "run zerodrift apply, which reloads it from the verified image store"
 )
 """What to do about tampered storage, carried in each finding."""
 

@@ -469,6 +469,11 @@ class Responder:
                 containers, a failed apply, content still differing); the
                 incidents stay open and say which step they reached.
         """
+        # TODO: resume an interrupted image response. Its incidents stay at
+        # the step they reached; after the destroy no node uses the image,
+        # so no check raises the finding again until apply recreates nodes
+        # (from the still tampered image, found at the next check). Resuming
+        # needs respond to accept an image rather than a node.
         from zerodrift.detect.check import check_environment
 
         db = self.session.db
