@@ -4,6 +4,11 @@
 filesystem (with the example fleet's web roots), ``umoci`` turns it into an
 OCI image layout with one tag per role. Used by the runtime tests and the
 runtime benchmark; zerodrift's own image build is not involved.
+
+:func:`install_store` stores each image's golden manifest beside it, derived
+from the layer tar with the same functions the image build and the verifier
+use. It is not signed (the runtime tests run without image verification):
+a stand-in for what ``zerodrift build`` attaches and signs.
 """
 
 from __future__ import annotations
@@ -12,6 +17,16 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from zerodrift.detect.manifest import (
+    ARTIFACT_TYPE,
+    MEDIA_TYPE,
+    GoldenManifest,
+    entries_from_tar,
+    merge_layers,
+)
+from zerodrift.oci.layout import Layout
 
 __all__ = ["ROLES", "build_busybox_layout", "install_store"]
 
@@ -88,7 +103,8 @@ def install_store(layout: Path, store: Path, tags: dict[str, str]) -> dict[str, 
     """Write an OCI layout at ``store`` naming images after ``tags``' keys.
 
     ``tags`` maps the store's image name to a tag of ``layout``. Blobs are
-    hard-linked. Returns image name -> manifest digest.
+    hard-linked; a golden manifest of each image is stored as its referrer.
+    Returns image name -> manifest digest.
     """
     index = json.loads((layout / "index.json").read_text())
     by_tag = {
@@ -110,7 +126,30 @@ def install_store(layout: Path, store: Path, tags: dict[str, str]) -> dict[str, 
     (store / "index.json").write_text(
         json.dumps({"schemaVersion": 2, "manifests": manifests})
     )
-    return {
+    digests = {
         m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
         for m in manifests
     }
+    oci = Layout.open(store)
+    for name, digest in digests.items():
+        golden = _golden(oci, digest, name)
+        oci.add_artifact(
+            oci.resolve(digest), ARTIFACT_TYPE, [(golden.to_json(), MEDIA_TYPE)]
+        )
+    return digests
+
+
+_GOLDEN: dict[tuple[str, str], GoldenManifest] = {}
+
+
+def _golden(layout: Layout, digest: str, name: str) -> GoldenManifest:
+    """The golden manifest of an image, from its (uncompressed or gzip) layers."""
+    if (digest, name) in _GOLDEN:
+        return _GOLDEN[digest, name]
+    layers = []
+    for item in layout.read_json(digest)["layers"]:
+        with layout.open_blob(item["digest"]) as reader:
+            stream: Any = reader  # tarfile only needs its read()
+            layers.append(entries_from_tar(stream))
+    golden = _GOLDEN[digest, name] = GoldenManifest.build(name, merge_layers(layers))
+    return golden

@@ -10,6 +10,10 @@ Files in writable paths live on tmpfs mounts, which the runtime's own diff
 does not show; they are read from the host through ``/proc/PID/root`` of the
 node's init process (the node's mount namespace), without entering the node
 and without running anything inside it.
+
+With ``image_content`` (the default), the content of every distinct image
+the nodes use is also re-read from the runtime's storage and verified in
+full against its signed golden manifest (:mod:`zerodrift.detect.content`).
 """
 
 from __future__ import annotations
@@ -23,18 +27,35 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zerodrift._internal.canonical import canonical_digest
+from zerodrift.detect.content import (
+    ContentCheck,
+    ImageUse,
+    LayerReader,
+    content_findings,
+    layer_folders,
+    trusted_golden,
+    verify_images,
+)
 from zerodrift.detect.findings import Finding
+from zerodrift.detect.manifest import GoldenManifest
 from zerodrift.detect.nodes import (
     ObservedNode,
     WritableFile,
     environment_drift,
     writable_roots,
 )
-from zerodrift.errors import OperationalError
+from zerodrift.errors import ConfigError, OperationalError
+from zerodrift.oci.layout import Layout
 from zerodrift.reconcile.journal import Journal
 from zerodrift.runtime import firewall
 from zerodrift.runtime._http import ApiError, quote_name
-from zerodrift.runtime.backend import LABEL_ENVIRONMENT, LABEL_FLEET, ActualNode
+from zerodrift.runtime.backend import (
+    LABEL_ENVIRONMENT,
+    LABEL_FLEET,
+    LABEL_SERVICE,
+    ActualNode,
+)
+from zerodrift.runtime.images import OciLayoutSource, ResolvedImage
 from zerodrift.runtime.podman import live_facts
 from zerodrift.state import utc_now
 
@@ -43,10 +64,18 @@ if TYPE_CHECKING:
     from zerodrift.reconcile.session import Session
     from zerodrift.runtime.podman import PodmanBackend
 
-__all__ = ["CheckResult", "check_environment", "list_writable", "observe_node"]
+__all__ = [
+    "CheckResult",
+    "check_environment",
+    "image_uses",
+    "list_writable",
+    "observe_node",
+    "verify_content",
+]
 
 MAX_WRITABLE_FILES = 10_000
-"""Files read per node; a node holding more is reported as truncated."""
+"""Files listed per node beyond its executables; a node holding more
+non-executable files is reported as truncated."""
 
 _HEAD = 4
 
@@ -60,7 +89,9 @@ class CheckResult:
         nodes: Containers examined.
         findings: Everything found.
         seconds: Wall time of the check.
-        truncated: Nodes whose writable paths held more files than were read.
+        truncated: Nodes whose writable paths held more files than were listed
+            (every executable is listed whatever their number).
+        content: The verification of image content on disk, when it ran.
     """
 
     environment: str
@@ -68,6 +99,7 @@ class CheckResult:
     findings: list[Finding]
     seconds: float
     truncated: list[str] = field(default_factory=list)
+    content: ContentCheck | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Render as a JSON-ready dict."""
@@ -76,16 +108,25 @@ class CheckResult:
             "nodes": self.nodes,
             "seconds": round(self.seconds, 3),
             "truncated": self.truncated,
+            "image_content": self.content.to_dict() if self.content else None,
             "findings": [f.to_dict() for f in self.findings],
         }
 
 
-def check_environment(session: Session, *, skip: Iterable[str] = ()) -> CheckResult:
+def check_environment(
+    session: Session,
+    *,
+    skip: Iterable[str] = (),
+    image_content: bool = True,
+    reader: LayerReader | None = None,
+) -> CheckResult:
     """Run every node check of the session's environment once.
 
     Args:
         session: The environment's reconcile session (spec, store, runtime).
         skip: Node names not to report (already quarantined).
+        image_content: Also verify the content of every image in use on disk.
+        reader: Reads image layers (a fresh one rehashes everything).
 
     Raises:
         ConfigError: An image of the spec is missing from the store.
@@ -128,13 +169,69 @@ def check_environment(session: Session, *, skip: Iterable[str] = ()) -> CheckRes
         recorded=recorded,
         skip=skip,
     )
+    content = None
+    if image_content:
+        content = verify_content(session, image_uses(session, observed), reader)
+        findings += content_findings(
+            content, environment=session.environment, now=utc_now()
+        )
     return CheckResult(
         session.environment,
         len(observed),
         findings,
         time.monotonic() - started,
         truncated,
+        content,
     )
+
+
+def image_uses(session: Session, observed: Iterable[ObservedNode]) -> list[ImageUse]:
+    """The distinct images the environment's managed nodes run, with their nodes."""
+    images = {name: svc.image for name, svc in session.fleet.services.items()}
+    found: dict[str, tuple[str, str, list[str], set[str]]] = {}
+    for node in observed:
+        service = node.labels.get(LABEL_SERVICE, "")
+        digest = str(node.inspect.get("ImageDigest") or "")
+        image_id = str(node.inspect.get("Image") or "")
+        if not node.managed or service not in images or not digest or not image_id:
+            continue
+        _name, _id, nodes, services = found.setdefault(
+            digest, (images[service], image_id, [], set())
+        )
+        nodes.append(node.name)
+        services.add(service)
+    return [
+        ImageUse(name, digest, image_id, tuple(sorted(nodes)), tuple(sorted(services)))
+        for digest, (name, image_id, nodes, services) in sorted(found.items())
+    ]
+
+
+def verify_content(
+    session: Session, uses: Sequence[ImageUse], reader: LayerReader | None = None
+) -> ContentCheck:
+    """Verify each image in ``uses`` on disk against its trusted golden manifest.
+
+    Raises:
+        ConfigError: The session's images do not come from an image layout.
+    """
+    source = session.source
+    if not isinstance(source, OciLayoutSource):
+        raise ConfigError(
+            "image content can only be verified against a local image store",
+            hint="run check with --no-image-content",
+            reference="image-store-missing",
+        )
+    layout = Layout.open(source.root)
+    verifier = session.verifier
+
+    def golden(use: ImageUse) -> tuple[GoldenManifest, bool]:
+        image = ResolvedImage(use.name, use.digest)
+        return trusted_golden(layout, image, verifier, session.environment)
+
+    def folders(use: ImageUse) -> list[str]:
+        return layer_folders(session.backend.client, use.image_id)
+
+    return verify_images(uses, golden=golden, folders=folders, reader=reader)
 
 
 def _exists(backend: PodmanBackend, name: str) -> bool:
@@ -204,9 +301,14 @@ def list_writable(
 ) -> list[WritableFile] | None:
     """List the regular files under ``roots`` as the process ``pid`` sees them.
 
+    Every file is examined, so an executable cannot hide behind thousands
+    of other files; only the listing of non-executable files stops at
+    ``limit``.
+
     Returns:
-        The files (at most ``limit``), or ``None`` when the node's root
-        cannot be read from here (no permission, or the process is gone).
+        The files (every executable, and other files up to ``limit`` in
+        all), or ``None`` when the node's root cannot be read from here (no
+        permission, or the process is gone).
     """
     base = f"/proc/{pid}/root"
     if not os.access(base, os.R_OK | os.X_OK):
@@ -217,10 +319,8 @@ def list_writable(
         for folder, dirs, files in os.walk(top, followlinks=False):
             dirs.sort()
             for name in sorted(files):
-                if len(found) >= limit:
-                    return found
                 entry = _file(os.path.join(folder, name), len(base))
-                if entry is not None:
+                if entry is not None and (len(found) < limit or entry.executable):
                     found.append(entry)
     return found
 

@@ -370,8 +370,8 @@ def entries_from_tar(stream: IO[bytes]) -> list[Entry]:
     """Read the entries of one uncompressed or compressed layer tar stream.
 
     Gzip is detected by tarfile; pass a zstd layer already decompressed.
-    Whiteout files (``.wh.<name>``) are returned as-is; :func:`merge_layers`
-    applies them.
+    A member for the root folder itself (``./``) is skipped. Whiteout files
+    (``.wh.<name>``) are returned as-is; :func:`merge_layers` applies them.
 
     Raises:
         IntegrityError: The stream is not a readable tar archive, or holds a
@@ -382,6 +382,8 @@ def entries_from_tar(stream: IO[bytes]) -> list[Entry]:
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as archive:
             for member in archive:
+                if member.name.strip("/") in ("", "."):
+                    continue  # the root folder is not an entry
                 entry = _entry_from_member(archive, member, sizes)
                 sizes[entry.path] = (entry.size, entry.sha256)
                 entries.append(entry)

@@ -11,8 +11,12 @@ start, on a schedule, and whenever something may have changed:
 
 Events only *trigger* a check; the check itself compares the whole
 environment with its declaration, so a burst of thousands of file events
-costs one check and cannot hide the drift among them. Each distinct finding
-is reported once per run. ``SIGTERM`` and ``SIGINT`` stop the loop cleanly.
+costs one check and cannot hide the drift among them. The content of every
+image in use is re-read from the runtime's storage and verified in full
+against its signed golden manifest at start and every ``content_interval``
+seconds: no event reports a write into the storage's layer folders. Each
+distinct finding is reported once per run. ``SIGTERM`` and ``SIGINT`` stop
+the loop cleanly.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ class WatchStats:
     """What a watch run did."""
 
     checks: int = 0
+    content_checks: int = 0
     events: int = 0
     file_events: int = 0
     reported: int = 0
@@ -126,6 +131,7 @@ def watch(
     skip: Callable[[], Iterable[str]] = tuple,
     stop: threading.Event | None = None,
     settle: float = 0.05,
+    content_interval: float | None = None,
 ) -> WatchStats:
     """Check on events and on a schedule until stopped.
 
@@ -136,6 +142,8 @@ def watch(
         skip: Returns node names not to report (quarantined).
         stop: Set to stop (``SIGTERM``/``SIGINT`` set it too).
         settle: Seconds to let a burst of events settle before checking.
+        content_interval: Seconds between full verifications of image
+            content on disk (the first at start); ``None`` never verifies it.
 
     Returns:
         Counts of what happened.
@@ -155,21 +163,23 @@ def watch(
     )
     events.start()
     try:
-        next_full = 0.0
+        schedule = _Schedule(interval, content_interval)
         pending = True
         while not stop.is_set():
-            now = time.monotonic()
-            if pending or now >= next_full:
+            content = schedule.content_due()
+            if pending or content or schedule.full_due():
                 time.sleep(settle)
                 files.drain()
                 _drain_pipe(wake_read)
-                if not _check_once(session, skip, report, stats, files):
+                if not _check_once(
+                    session, skip, report, stats, files, content=content
+                ):
                     stop.wait(min(interval, 1.0))
                     pending = True
                     continue
-                next_full = time.monotonic() + interval
+                schedule.done(content=content)
                 pending = False
-            timeout = max(0.0, next_full - time.monotonic())
+            timeout = schedule.timeout()
             ready, _, _ = select.select([files.fd, wake_read], [], [], timeout)
             if files.fd in ready:
                 stats.file_events += 1
@@ -186,21 +196,52 @@ def watch(
     return stats
 
 
+class _Schedule:
+    """When the next full check and the next image-content check are due."""
+
+    def __init__(self, interval: float, content_interval: float | None) -> None:
+        self.interval = interval
+        self.content_interval = content_interval
+        self.next_full = 0.0
+        self.next_content = 0.0 if content_interval else float("inf")
+
+    def full_due(self) -> bool:
+        return time.monotonic() >= self.next_full
+
+    def content_due(self) -> bool:
+        return time.monotonic() >= self.next_content
+
+    def done(self, *, content: bool) -> None:
+        """A check finished (with image content or not)."""
+        now = time.monotonic()
+        self.next_full = now + self.interval
+        if content and self.content_interval:
+            self.next_content = now + self.content_interval
+
+    def timeout(self) -> float:
+        """Seconds until the next scheduled check."""
+        return max(0.0, min(self.next_full, self.next_content) - time.monotonic())
+
+
 def _check_once(
     session: Session,
     skip: Callable[[], Iterable[str]],
     report: Callable[[list[Finding], CheckResult], None],
     stats: WatchStats,
     files: FileWatcher,
+    *,
+    content: bool = False,
 ) -> bool:
     """Check once and refresh the file watches; ``False`` when it failed.
 
+    With ``content``, the check also verifies the images' content on disk.
     A failure (the runtime restarting, a node vanishing mid-check) is logged
     and the caller checks again shortly.
     """
     try:
-        result = check_environment(session, skip=set(skip()))
+        result = check_environment(session, skip=set(skip()), image_content=content)
         stats.checks += 1
+        stats.content_checks += content
         fresh = _fresh(result.findings, stats.seen)
         if fresh:
             stats.reported += len(fresh)

@@ -530,7 +530,7 @@ class TrustPolicyVerifier:
     keys_for: Callable[[str], Sequence[PublicKey]]
     known_keys: Sequence[PublicKey]
     commit_exists: Callable[[str], bool]
-    _verified: set[tuple[str, str]] = field(default_factory=set)
+    _verified: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def verify(self, image: Any, environment: str) -> None:
         """Verify ``image`` (with ``name`` and ``digest``) for ``environment``.
@@ -539,15 +539,28 @@ class TrustPolicyVerifier:
             ImageVerificationError: A verification step failed.
             ConfigError: The image is not in the store.
         """
+        self.golden_root(image, environment)
+
+    def golden_root(self, image: Any, environment: str) -> str:
+        """Verify ``image`` for ``environment``; return its golden Merkle root.
+
+        The root is the one the signed golden-manifest attestation names and
+        the image's layers reproduce: drift detection compares the image's
+        content on disk with the stored manifest of that root.
+
+        Raises:
+            ImageVerificationError: A verification step failed.
+            ConfigError: The image is not in the store.
+        """
         key = (image.digest, environment)
-        if key in self._verified:
-            return
-        verify_image(
-            self.layout,
-            image.digest,
-            allowed_keys=self.keys_for(environment),
-            known_keys=self.known_keys,
-            environment=environment,
-            commit_exists=self.commit_exists,
-        )
-        self._verified.add(key)
+        if key not in self._verified:
+            report = verify_image(
+                self.layout,
+                image.digest,
+                allowed_keys=self.keys_for(environment),
+                known_keys=self.known_keys,
+                environment=environment,
+                commit_exists=self.commit_exists,
+            )
+            self._verified[key] = str(report.merkle_root)
+        return self._verified[key]

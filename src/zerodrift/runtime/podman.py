@@ -465,6 +465,38 @@ class PodmanBackend:
                 reference="image-digest-mismatch",
             )
 
+    def remove_images_sharing(self, folders: set[str]) -> list[str]:
+        """Remove every stored image with a layer in ``folders``; return their ids.
+
+        Images still used by a container are not forced out: podman would
+        remove the containers with them.
+
+        Raises:
+            OperationalError: An image is still used by a container.
+        """
+        removed = []
+        for item in self.client.json("GET", "/images/json", params={"all": True}):
+            info = self.client.json("GET", f"/images/{item['Id']}/json")
+            data = (info.get("GraphDriver") or {}).get("Data") or {}
+            mine = {str(data.get("UpperDir") or "")}
+            mine |= set(str(data.get("LowerDir") or "").split(":"))
+            if not mine & folders:
+                continue
+            try:
+                self.client.request("DELETE", f"/images/{item['Id']}")
+            except ApiError as exc:
+                if exc.status == 404:
+                    continue
+                raise OperationalError(
+                    f"image {item['Id'][:12]} shares a tampered layer and cannot "
+                    f"be removed: {exc.message}",
+                    hint="it is still used by containers (another environment?): "
+                    "answer them too, then respond again",
+                    reference="respond-image-in-use",
+                ) from exc
+            removed.append(str(item["Id"]))
+        return removed
+
     def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
         """Create an internal network (no route out) unless it exists."""
         if name in self._networks:

@@ -16,6 +16,7 @@ from tests.support.unsafe_cli import unsafe
 from zerodrift.errors import OperationalError
 from zerodrift.reconcile.session import set_verifier_factory
 from zerodrift.runtime.podman import PodmanBackend
+from zerodrift.runtime.service import PodmanService
 
 _fleets = itertools.count()
 
@@ -36,10 +37,19 @@ def busybox_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def podman_socket() -> Iterator[str]:
-    """A private podman API service (private storage and networks)."""
-    with running_podman() as (socket, _service):
-        yield socket
+def podman_service() -> Iterator[tuple[str, PodmanService]]:
+    """A private podman API service (private storage and networks).
+
+    The service object lets a test stop and start it again (same socket).
+    """
+    with running_podman() as (socket, service):
+        yield socket, service
+
+
+@pytest.fixture(scope="session")
+def podman_socket(podman_service: tuple[str, PodmanService]) -> str:
+    """The socket of the session's podman service."""
+    return podman_service[0]
 
 
 @pytest.fixture(autouse=True)

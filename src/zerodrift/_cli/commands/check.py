@@ -25,11 +25,16 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="detect drift of running nodes from the spec and signed images",
         epilog="examples:\n  zerodrift check --env prod\n"
         "  zerodrift check --env prod --format ocsf >> findings.jsonl\n"
+        "  zerodrift check --env prod --no-image-content   # nodes only\n"
         "Checks each node's live configuration (image digest, env, mounts,\n"
         "capabilities, user, read-only root, networks, ports, limits), files\n"
         "changed outside its writable paths, executables inside them,\n"
         "processes not started by its entrypoint, and missing, unrecorded or\n"
-        "unmanaged nodes. Without --env, every environment apply has deployed.\n"
+        "unmanaged nodes. It also re-reads the content of every image the\n"
+        "nodes use from podman's storage and verifies it in full against the\n"
+        "image's signed golden manifest (each image once, however many nodes\n"
+        "use it); --no-image-content skips that for a quicker node-only check.\n"
+        "Without --env, every environment apply has deployed.\n"
         "Findings are stored, written to the audit trail, and printed;\n"
         "--format ocsf prints one OCSF Detection Finding per line, followed\n"
         "by a File System Activity event per file it names.\n"
@@ -40,6 +45,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     add_env(parser)
     add_format(parser, "ocsf")
+    parser.add_argument(
+        "--image-content",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="verify image content on disk against the signed golden manifests "
+        "(default: on)",
+    )
     parser.add_argument(
         "--respond",
         action="store_true",
@@ -59,7 +71,9 @@ def run(ctx: Context) -> int:
         session = open_session(ctx)
         try:
             result = check_environment(
-                session, skip=quarantined_nodes(ctx.db, environment)
+                session,
+                skip=quarantined_nodes(ctx.db, environment),
+                image_content=ctx.args.image_content,
             )
             result = _record(ctx, environment, result)
             if ctx.args.respond:
@@ -98,11 +112,13 @@ def _record(ctx: Context, environment: str, result: Any) -> Any:
                     "environment": environment,
                 },
             )
-    ctx.record(
-        "check.finished",
-        environment,
-        {"nodes": result.nodes, "findings": len(result.findings)},
-    )
+    details: dict[str, Any] = {
+        "nodes": result.nodes,
+        "findings": len(result.findings),
+    }
+    if result.content is not None:
+        details["image_content"] = result.content.to_dict()
+    ctx.record("check.finished", environment, details)
     return result
 
 
@@ -119,6 +135,15 @@ def _respond(ctx: Context, session: Any, result: Any) -> None:
         )
 
 
+def ocsf_finding(finding: Any) -> dict[str, Any]:
+    """A finding as an OCSF Detection Finding about a container or an image."""
+    from zerodrift.detect.content import SOURCE as IMAGE_SOURCE
+    from zerodrift.detect.findings import to_ocsf
+
+    kind = "image" if finding.source == IMAGE_SOURCE else "container"
+    return to_ocsf(finding, resource_type=kind)
+
+
 def _environments(ctx: Context) -> list[str]:
     """``--env``, or every environment apply has deployed nodes to."""
     if ctx.args.env:
@@ -133,12 +158,13 @@ def _environments(ctx: Context) -> list[str]:
 
 
 def _render(output: str, results: list[Any]) -> None:
-    from zerodrift.detect.findings import ocsf_file_activities, to_ocsf
+    from zerodrift.detect.findings import ocsf_file_activities
 
     if output == "ocsf":
         for result in results:
             for finding in result.findings:
-                for event in (to_ocsf(finding), *ocsf_file_activities(finding)):
+                events = (ocsf_finding(finding), *ocsf_file_activities(finding))
+                for event in events:
                     sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
         return
     if output == "json":
@@ -163,12 +189,26 @@ def _render(output: str, results: list[Any]) -> None:
                     for f in sorted(result.findings, key=lambda f: -f.severity)
                 ],
             )
+        images = ""
+        if result.content is not None:
+            images = (
+                f", {len(result.content.images)} image(s) verified on disk "
+                f"({result.content.files_hashed} files hashed)"
+            )
         console().print(
-            f"{result.environment}: {result.nodes} node(s) checked in "
+            f"{result.environment}: {result.nodes} node(s) checked{images} in "
             f"{result.seconds:.2f} s, {len(result.findings)} finding(s)"
         )
         for name in result.truncated:
             console().print(
                 f"warning: node {name} holds more files in its writable paths "
-                "than were read"
+                "than were listed (every executable among them was)"
+            )
+        if any(f.kind == "image-tampered" for f in result.findings):
+            console().print(
+                "image content in podman's storage was tampered with: replacing "
+                "the nodes would reuse it. --respond (all services 'auto') "
+                "removes and reloads the image; by hand: zerodrift respond NODE "
+                "for evidence, podman rmi --force, zerodrift apply "
+                "(docs/detect.md)."
             )

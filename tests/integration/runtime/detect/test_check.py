@@ -157,3 +157,54 @@ def test_the_demo_helper_injects_drift_that_check_finds(
         (node, "executable-added"),
         (node, "foreign-process"),
     }
+
+
+def test_tampered_image_storage_is_found_naming_the_path_and_the_image(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    web = _node(backend, rt_project, "web")
+    image = backend.client.json("GET", f"/images/{backend.inspect(web)['Image']}/json")
+    layer = Path(image["GraphDriver"]["Data"]["UpperDir"])
+    page = layer / "srv" / "www" / "index.html"
+    original = page.read_bytes()
+    # The storage is shared by this test session: put the page back whatever
+    # happens.
+    try:
+        page.write_bytes(b"<h1>defaced</h1>\n")
+        code, found = _findings(cli, rt_project)
+        assert code == 1
+        # No node check sees it: the node's own layer is untouched.
+        assert {f["kind"] for f in found} == {"image-tampered"}, found
+        # The busybox test images share one layer: each image is named with
+        # the nodes that read the tampered file.
+        by_image = {f["details"]["image"]: f for f in found}
+        assert set(by_image) == {"web", "api", "db"}
+        tampered = by_image["web"]
+        assert tampered["severity"] == "critical"
+        assert tampered["subject"].startswith("image:web@sha256:")
+        assert web in tampered["details"]["nodes"]
+        assert "PR.DS-01" in tampered["csf"]
+        [change] = tampered["details"]["changes"]
+        assert change["path"] == "/srv/www/index.html"
+        assert change["kind"] == "changed"
+        assert set(change["attributes"]) == {"size", "sha256"}
+        assert "podman rmi" in tampered["details"]["remedy"]
+        # The table says what to do about it.
+        table = cli("check", "--env", ENV, cwd=rt_project)
+        assert table.code == 1
+        assert "podman rmi --force" in table.out
+        # A node-only check skips the storage.
+        quick = cli("check", "--env", ENV, "--no-image-content", cwd=rt_project)
+        assert quick.code == 0, quick.out
+        # OCSF: the finding is about an image, with one file activity.
+        ocsf = cli("check", "--env", ENV, "--format", "ocsf", cwd=rt_project)
+        lines = [json.loads(line) for line in ocsf.out.splitlines()]
+        detections = [line for line in lines if line["class_uid"] == 2004]
+        assert {d["resources"][0]["type"] for d in detections} == {"image"}
+        updates = {line["file"]["path"] for line in lines if line["class_uid"] == 1001}
+        assert updates == {"/srv/www/index.html"}
+    finally:
+        page.write_bytes(original)
+    # Intact storage gives no finding.
+    assert _findings(cli, rt_project) == (0, [])

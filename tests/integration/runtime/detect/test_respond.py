@@ -267,3 +267,47 @@ def test_circuit_breaker_keeps_the_node_quarantined_after_repeated_drift(
     assert result.code == 0, result.err
     assert json.loads(result.out)["status"] == "resolved"
     assert second not in {n.name for n in backend.list_nodes()}
+
+
+def test_tampered_image_storage_is_purged_reloaded_and_redeployed(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    spec = rt_project / "fleet.yaml"
+    text = spec.read_text().replace("response: approve", "response: auto")
+    dev = text.index("  dev:")
+    spec.write_text(
+        text[:dev] + text[dev:].replace("response: alert", "response: auto", 1)
+    )
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    before = {s: _running(backend, rt_project, s) for s in ("web", "api", "db")}
+    web = before["web"][0]
+    image = backend.client.json("GET", f"/images/{backend.inspect(web)['Image']}/json")
+    page = Path(image["GraphDriver"]["Data"]["UpperDir"]) / "srv" / "www" / "index.html"
+    original = page.read_bytes()
+    try:
+        page.write_bytes(b"<h1>defaced</h1>\n")
+        result = cli("check", "--env", ENV, "--respond", cwd=rt_project)
+    finally:
+        if page.exists():  # the response removes the layer folder
+            page.write_bytes(original)
+    assert result.code == 1, result.err
+    incidents = json.loads(cli("incidents", "--format", "json", cwd=rt_project).out)[
+        "incidents"
+    ]
+    old = {node for nodes in before.values() for node in nodes}
+    # One incident per node of the tampered images (all three share the
+    # layer), each with evidence, resolved by a fresh node.
+    assert {i["node"] for i in incidents} == old
+    assert {i["status"] for i in incidents} == {"resolved"}
+    assert all(i["evidence"] for i in incidents)
+    after = {s: _running(backend, rt_project, s) for s in ("web", "api", "db")}
+    assert {s: len(n) for s, n in after.items()} == {"web": 1, "api": 1, "db": 1}
+    assert not old & {n for nodes in after.values() for n in nodes}
+    assert {i["replacement"] for i in incidents} == {
+        n for nodes in after.values() for n in nodes
+    }
+    # The storage holds the image as the verified store has it again.
+    assert page.read_bytes() == original
+    assert cli("check", "--env", ENV, cwd=rt_project).code == 0
+    audit = cli("audit", "log", "--format", "json", cwd=rt_project).out
+    assert "image.purged" in audit
