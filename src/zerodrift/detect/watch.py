@@ -132,6 +132,7 @@ def watch(
     stop: threading.Event | None = None,
     settle: float = 0.05,
     content_interval: float | None = None,
+    checked: Callable[[CheckResult], None] | None = None,
 ) -> WatchStats:
     """Check on events and on a schedule until stopped.
 
@@ -144,6 +145,8 @@ def watch(
         settle: Seconds to let a burst of events settle before checking.
         content_interval: Seconds between full verifications of image
             content on disk (the first at start); ``None`` never verifies it.
+        checked: Called after each check that found nothing new to report,
+            so that quiet monitoring can leave a trace too.
 
     Returns:
         Counts of what happened.
@@ -172,7 +175,7 @@ def watch(
                 files.drain()
                 _drain_pipe(wake_read)
                 if not _check_once(
-                    session, skip, report, stats, files, content=content
+                    session, skip, report, stats, files, content=content, quiet=checked
                 ):
                     stop.wait(min(interval, 1.0))
                     pending = True
@@ -231,10 +234,12 @@ def _check_once(
     files: FileWatcher,
     *,
     content: bool = False,
+    quiet: Callable[[CheckResult], None] | None = None,
 ) -> bool:
     """Check once and refresh the file watches; ``False`` when it failed.
 
     With ``content``, the check also verifies the images' content on disk.
+    ``quiet`` is called with the result when there was nothing new to report.
     A failure (the runtime restarting, a node vanishing mid-check) is logged
     and the caller checks again shortly.
     """
@@ -246,6 +251,8 @@ def _check_once(
         if fresh:
             stats.reported += len(fresh)
             report(fresh, result)
+        elif quiet is not None:
+            quiet(result)
         _watch_nodes(session, files)
     except OperationalError as exc:
         stats.failures += 1

@@ -112,6 +112,12 @@ def _record(ctx: Context, environment: str, result: Any) -> Any:
                     "environment": environment,
                 },
             )
+    record_finished(ctx, environment, result)
+    return result
+
+
+def record_finished(ctx: Context, environment: str, result: Any) -> None:
+    """Write ``check.finished`` (what compliance counts as monitoring)."""
     details: dict[str, Any] = {
         "nodes": result.nodes,
         "findings": len(result.findings),
@@ -119,7 +125,6 @@ def _record(ctx: Context, environment: str, result: Any) -> Any:
     if result.content is not None:
         details["image_content"] = result.content.to_dict()
     ctx.record("check.finished", environment, details)
-    return result
 
 
 def _respond(ctx: Context, session: Any, result: Any) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
 from typing import Any
 
 from zerodrift._cli.context import Context
@@ -60,7 +62,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     """Watch one environment until stopped."""
-    from zerodrift._cli.commands.check import _record, _respond, ocsf_finding
+    from zerodrift._cli.commands.check import (
+        _record,
+        _respond,
+        ocsf_finding,
+        record_finished,
+    )
     from zerodrift._cli.output import console
     from zerodrift._cli.runtime import open_session, progress_for
     from zerodrift.detect.findings import ocsf_file_activities
@@ -104,6 +111,17 @@ def run(ctx: Context) -> int:
         if ctx.args.respond:
             _respond(ctx, session, scoped)
 
+    last_recorded = [-math.inf]
+
+    def quiet(result: Any) -> None:
+        # Checks that found nothing new leave one audit record per interval
+        # (and each image-content check one): the evidence that monitoring
+        # ran, without a record per file event.
+        now = time.monotonic()
+        if result.content is not None or now - last_recorded[0] >= ctx.args.interval:
+            last_recorded[0] = now
+            record_finished(ctx, environment, result)
+
     content_interval = image_interval(ctx)
     verified = (
         f", image content every {content_interval:g} s"
@@ -120,6 +138,7 @@ def run(ctx: Context) -> int:
             content_interval=content_interval or None,
             report=report,
             skip=lambda: quarantined_nodes(ctx.db, environment),
+            checked=quiet,
         )
     finally:
         session.close()

@@ -177,3 +177,19 @@ def test_watch_verifies_image_content_on_its_own_schedule(
     assert [c["path"] for c in tampered["details"]["changes"]] == [
         "/srv/www/index.html"
     ]
+
+
+def test_quiet_watch_leaves_audit_evidence_of_its_checks(
+    rt_project: Path, cli: Any
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    log = ("audit", "log", "--action", "check.finished", "--format", "json")
+    before = len(json.loads(cli(*log, cwd=rt_project).out)["records"])
+    with watching(rt_project) as watcher:
+        assert watcher.out.empty()
+    records = json.loads(cli(*log, cwd=rt_project).out)["records"][before:]
+    # Nothing to report, yet the first check (with the image content) is
+    # recorded: compliance counts it as integrity monitoring.
+    assert [r["subject"] for r in records] == [ENV]
+    assert records[0]["details"]["findings"] == 0
+    assert records[0]["details"]["image_content"]["images"] >= 1
