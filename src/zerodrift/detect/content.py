@@ -81,10 +81,11 @@ CSF: dict[str, tuple[str, ...]] = {
 
 REMEDY = (
     "replacing the nodes is not enough: they would reuse the same tampered "
-    "layer. check --respond does what follows when every service using the "
-    "image is 'auto'; by hand: capture evidence (zerodrift respond NODE), "
-    "remove the image from the runtime's storage (podman rmi --force), then "
-    "run zerodrift apply, which reloads it from the verified image store"
+    "layer. zerodrift respond --image IMAGE --env ENV (or respond NODE for "
+    "any node of it) quarantines every node of the image with its evidence, "
+    "removes the image from the runtime's storage and reloads it from the "
+    "verified image store; check --respond does it at once when every "
+    "service using the image is 'auto'"
 )
 """What to do about tampered storage, carried in each finding."""
 

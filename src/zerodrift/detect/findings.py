@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -105,6 +105,21 @@ class Finding:
     def id(self) -> str:
         """This occurrence: the fingerprint and when the occurrence began."""
         return _digest([self.fingerprint, self.found_at])
+
+    @classmethod
+    def from_stored(cls, row: Mapping[str, Any]) -> Finding:
+        """Rebuild a stored finding (a row of :func:`list_findings`)."""
+        return cls(
+            source=row["source"],
+            kind=row["kind"],
+            severity=Severity.parse(row["severity"]),
+            subject=row["subject"],
+            summary=row["summary"],
+            found_at=row["found_at"],
+            details=dict(row["details"]),
+            csf=tuple(row["csf"]),
+            environment=row["environment"],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Render as a JSON-ready dict."""

@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from zerodrift.detect.check import observe_node
+from zerodrift.detect.content import SOURCE as IMAGE_FINDINGS
 from zerodrift.detect.findings import (
     Finding,
     Severity,
@@ -213,6 +214,19 @@ class Responder:
             ConfigError: ``node`` is not a node of this environment.
             OperationalError: A step failed; the incident records which.
         """
+        tampered = self.tampered_images(node=node)
+        if tampered:
+            # Replacing the node would reuse the tampered layer: the image
+            # is answered as a whole, this node with the others using it.
+            answered = self.reload_images(tampered)
+            mine = [i for i in answered if i.node == node] or answered
+            if not mine:
+                raise ConfigError(
+                    f"{node} is gone; its tampered image was reloaded",
+                    hint="zerodrift incidents lists what was answered",
+                    reference="respond-node-gone",
+                )
+            return mine[0]
         incident = find_open(self.session.db, node) or self.open(
             node, findings, status="responding"
         )
@@ -464,16 +478,15 @@ class Responder:
         recreates the nodes; and the images' content on disk is verified
         again before the incidents are resolved.
 
+        Run again with the same findings (:meth:`tampered_images` reads
+        them back), it resumes: incidents whose node is already gone skip to
+        the removal of the images.
+
         Raises:
             OperationalError: A step failed (an image still used by other
                 containers, a failed apply, content still differing); the
                 incidents stay open and say which step they reached.
         """
-        # TODO: resume an interrupted image response. Its incidents stay at
-        # the step they reached; after the destroy no node uses the image,
-        # so no check raises the finding again until apply recreates nodes
-        # (from the still tampered image, found at the next check). Resuming
-        # needs respond to accept an image rather than a node.
         from zerodrift.detect.check import check_environment
 
         db = self.session.db
@@ -481,7 +494,7 @@ class Responder:
         destroy = [
             Action("destroy", i.service, "image-tampered", i.node)
             for i in incidents
-            if not i.done("destroyed")
+            if not i.done("destroyed") and self._exists(i.node)
         ]
         if destroy:
             result = self.session.execute(
@@ -548,15 +561,23 @@ class Responder:
                 if node in seen:
                     continue
                 seen.add(node)
-                try:
-                    self._node(node)
-                except ConfigError:
-                    continue  # gone since the check
-                incident = find_open(db, node) or self.open(
-                    node, [finding], status="responding"
-                )
+                incident = find_open(db, node)
+                if not self._exists(node):
+                    # Gone since the check; an interrupted response already
+                    # captured its evidence and goes on from there.
+                    if incident is not None and incident.done("evidence"):
+                        incidents.append(incident)
+                    continue
+                if incident is None:
+                    incident = self.open(node, [finding], status="responding")
                 if incident.status != "responding":
-                    update_incident(db, incident, status="responding")
+                    if incident.status == "awaiting-approval":
+                        self.record(
+                            "incident.approved",
+                            node,
+                            {"incident": incident.id, "by": _actor()},
+                        )
+                    incident = update_incident(db, incident, status="responding")
                 want = self._desired(incident.service)
                 if not incident.done("quarantined"):
                     self._quarantine(incident)
@@ -565,6 +586,67 @@ class Responder:
                     update_incident(db, incident, step="evidence", evidence=digest)
                 incidents.append(incident)
         return incidents
+
+    def tampered_images(
+        self, *, node: str | None = None, image: str | None = None
+    ) -> list[Finding]:
+        """Open ``image-tampered`` findings of this environment, as stored.
+
+        Images whose layers a chosen one shares come along: a shared layer
+        leaves the storage only with the last image using it, so they are
+        answered together.
+
+        Args:
+            node: Only those of images this node runs.
+            image: Only those of this image (its name, or a digest or
+                digest prefix).
+        """
+        stored = [
+            Finding.from_stored(row)
+            for row in list_findings(
+                self.session.db,
+                source=IMAGE_FINDINGS,
+                status="open",
+                environment=self.session.environment,
+            )
+            if row["kind"] == "image-tampered"
+        ]
+        chosen = [f for f in stored if _about(f, node=node, image=image)]
+        layers = {str(p) for f in chosen for p in f.details.get("layers", [])}
+        while True:
+            more = [
+                f
+                for f in stored
+                if f not in chosen and layers & set(f.details.get("layers", []))
+            ]
+            if not more:
+                return chosen
+            chosen += more
+            layers |= {str(p) for f in more for p in f.details.get("layers", [])}
+
+    def await_approval(self, findings: Sequence[Finding]) -> list[Incident]:
+        """Open an incident awaiting approval for each node of the images.
+
+        Approving any of them (``zerodrift respond NODE``, or ``respond
+        --image``) answers the whole image with :meth:`reload_images`.
+        """
+        incidents = []
+        for finding in findings:
+            for node in finding.details.get("nodes", []):
+                if not self._exists(node):
+                    continue
+                incidents.append(
+                    find_open(self.session.db, node)
+                    or self.open(node, [finding], status="awaiting-approval")
+                )
+        return incidents
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self._node(name)
+        except ConfigError:
+            return False
+        return True
 
     def _service_of(self, name: str) -> str | None:
         with contextlib.suppress(ApiError):
@@ -730,8 +812,22 @@ def _gone_is_fine() -> Iterator[None]:
             raise
 
 
+def _about(finding: Finding, *, node: str | None, image: str | None) -> bool:
+    """Whether an image finding is about ``node`` and ``image`` (if given)."""
+    details = finding.details
+    if node is not None and node not in details.get("nodes", []):
+        return False
+    return image is None or (
+        details.get("image") == image
+        or str(details.get("digest", "")).startswith(image)
+    )
+
+
 def _answer_images(responder: Responder, findings: Sequence[Finding]) -> list[Incident]:
-    """Reload tampered images when every service using them allows it.
+    """Answer tampered images as the policies of the services using them say.
+
+    Every service ``auto``: reload now. Some ``approve`` (none ``alert``): an
+    incident awaits approval on each node. Any ``alert``: only reported.
 
     All tampered images are answered together: they may share the tampered
     layer, which leaves the storage only with the last image using it.
@@ -740,13 +836,18 @@ def _answer_images(responder: Responder, findings: Sequence[Finding]) -> list[In
     services = {str(s) for f in tampered for s in f.details.get("services", [])}
     if not tampered:
         return []
-    if any(responder.policy(s) != "auto" for s in services):
-        # TODO: an approval path for tampered images (incidents awaiting a
-        # person, whose approval reloads the images) can go in once respond
-        # accepts an image; until then they are reported with their remedy.
+    policies = {responder.policy(s) for s in services}
+    if policies <= {"auto"}:
+        return responder.reload_images(tampered)
+    if policies <= {"auto", "approve"}:
         responder.progress(
-            "tampered image storage is not answered automatically: some of "
-            f"{sorted(services)} are not 'auto' (see the finding's remedy)"
+            "tampered image storage awaits approval: zerodrift respond NODE "
+            "(any node of the image) or zerodrift respond --image IMAGE"
         )
-        return []
-    return responder.reload_images(tampered)
+        return responder.await_approval(tampered)
+    responder.progress(
+        "tampered image storage is only reported: some of "
+        f"{sorted(services)} have policy 'alert' (zerodrift respond --image "
+        "IMAGE answers it)"
+    )
+    return []

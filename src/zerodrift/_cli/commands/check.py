@@ -213,7 +213,6 @@ def _render(output: str, results: list[Any]) -> None:
             console().print(
                 "image content in podman's storage was tampered with: replacing "
                 "the nodes would reuse it. --respond (all services 'auto') "
-                "removes and reloads the image; by hand: zerodrift respond NODE "
-                "for evidence, podman rmi --force, zerodrift apply "
-                "(docs/detect.md)."
+                "removes and reloads the image; by hand: zerodrift respond "
+                "--image IMAGE --env ENV (docs/detect.md)."
             )

@@ -9,6 +9,7 @@ from zerodrift._cli.context import Context
 from zerodrift._cli.options import add_command, add_env, add_format
 from zerodrift._cli.output import emit_json
 from zerodrift._cli.status import ExitCode
+from zerodrift.errors import ConfigError
 
 __all__ = ["evidence_store", "register", "render_incident"]
 
@@ -28,9 +29,22 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "processes, logs and findings content-addressed under\n"
         ".zerodrift/evidence, destroys it, and verifies the replacement.\n"
         "Approves an incident waiting under the 'approve' policy; resumes an\n"
-        "interrupted one.",
+        "interrupted one.\n"
+        "A node whose image was tampered with in podman's storage is answered\n"
+        "with the whole image: every node of it is quarantined and its\n"
+        "evidence kept, the image is removed from storage, reloaded from the\n"
+        "verified store and redeployed; --image IMAGE does the same by image\n"
+        "name or digest (also to resume an interrupted reload).",
     )
-    parser.add_argument("node", metavar="NODE", help="the drifted node's name")
+    parser.add_argument(
+        "node", metavar="NODE", nargs="?", help="the drifted node's name"
+    )
+    parser.add_argument(
+        "--image",
+        metavar="IMAGE",
+        help="answer the open image-tampered findings of this image (name or "
+        "digest) instead of one node",
+    )
     add_env(parser)
     add_format(parser)
 
@@ -40,20 +54,54 @@ def run(ctx: Context) -> int:
     from zerodrift._cli.runtime import open_session, progress_for
     from zerodrift.respond.playbook import Responder
 
-    ctx.args.env = ctx.args.env or _environment_of(ctx, ctx.args.node)
+    args = ctx.args
+    if (args.node is None) == (args.image is None):
+        raise ConfigError(
+            "respond needs a NODE or --image IMAGE (not both)",
+            hint="zerodrift incidents and zerodrift findings list what to answer",
+            reference="respond-usage",
+        )
+    if args.image is not None and args.env is None:
+        raise ConfigError(
+            "respond --image needs --env",
+            hint="the image is answered in one environment: add --env ENV",
+            reference="respond-usage",
+        )
+    args.env = args.env or _environment_of(ctx, args.node)
     session = open_session(ctx)
     try:
         responder = Responder(
             session, evidence_store(ctx), ctx.record, progress_for(ctx)
         )
-        incident = responder.respond(ctx.args.node)
+        if args.image is None:
+            incidents = [responder.respond(args.node)]
+        else:
+            incidents = _answer_image(responder, args.image)
     finally:
         session.close()
-    if ctx.args.format == "json":
-        emit_json("incident", incident.to_dict())
+    if args.format == "json":
+        if args.image is None:
+            emit_json("incident", incidents[0].to_dict())
+        else:
+            emit_json("incidents", {"incidents": [i.to_dict() for i in incidents]})
     else:
-        render_incident(incident)
+        for incident in incidents:
+            render_incident(incident)
     return ExitCode.OK
+
+
+def _answer_image(responder: Any, image: str) -> list[Any]:
+    tampered = responder.tampered_images(image=image)
+    if not tampered:
+        raise ConfigError(
+            f"no open image-tampered finding for image {image!r} in "
+            f"{responder.session.environment}",
+            hint="zerodrift check --env ENV verifies image content; zerodrift "
+            "findings lists what is open",
+            reference="respond-image-not-tampered",
+        )
+    answered: list[Any] = responder.reload_images(tampered)
+    return answered
 
 
 def evidence_store(ctx: Context) -> Any:

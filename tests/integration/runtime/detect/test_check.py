@@ -189,11 +189,11 @@ def test_tampered_image_storage_is_found_naming_the_path_and_the_image(
         assert change["path"] == "/srv/www/index.html"
         assert change["kind"] == "changed"
         assert set(change["attributes"]) == {"size", "sha256"}
-        assert "podman rmi" in tampered["details"]["remedy"]
+        assert "respond --image" in tampered["details"]["remedy"]
         # The table says what to do about it.
         table = cli("check", "--env", ENV, cwd=rt_project)
         assert table.code == 1
-        assert "podman rmi --force" in table.out
+        assert "respond --image IMAGE" in table.out
         # A node-only check skips the storage.
         quick = cli("check", "--env", ENV, "--no-image-content", cwd=rt_project)
         assert quick.code == 0, quick.out

@@ -311,3 +311,86 @@ def test_tampered_image_storage_is_purged_reloaded_and_redeployed(
     assert cli("check", "--env", ENV, cwd=rt_project).code == 0
     audit = cli("audit", "log", "--format", "json", cwd=rt_project).out
     assert "image.purged" in audit
+
+
+def _deface(backend: PodmanBackend, project: Path) -> tuple[Path, bytes]:
+    """Write into the web image's layer in podman's storage; return the file."""
+    web = _running(backend, project, "web")[0]
+    image = backend.client.json("GET", f"/images/{backend.inspect(web)['Image']}/json")
+    page = Path(image["GraphDriver"]["Data"]["UpperDir"]) / "srv" / "www" / "index.html"
+    original = page.read_bytes()
+    page.write_bytes(b"<h1>defaced</h1>\n")
+    return page, original
+
+
+def test_tampered_image_under_approve_waits_then_one_approval_reloads_it(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    spec = rt_project / "fleet.yaml"
+    text = spec.read_text()
+    dev = text.index("  dev:")
+    spec.write_text(
+        text[:dev] + text[dev:].replace("response: alert", "response: approve", 1)
+    )
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    before = {s: _running(backend, rt_project, s) for s in ("web", "api", "db")}
+    page, original = _deface(backend, rt_project)
+    try:
+        assert cli("check", "--env", ENV, "--respond", cwd=rt_project).code == 1
+        waiting = json.loads(cli("incidents", "--format", "json", cwd=rt_project).out)
+        # Every node of the image waits for a person; nothing was touched.
+        assert {i["status"] for i in waiting["incidents"]} == {"awaiting-approval"}
+        assert {i["node"] for i in waiting["incidents"]} == {
+            n for nodes in before.values() for n in nodes
+        }
+        assert page.read_bytes() == b"<h1>defaced</h1>\n"
+
+        # Approving one node answers the image: all its nodes, one reload.
+        result = cli("respond", before["api"][0], "--format", "json", cwd=rt_project)
+    finally:
+        if page.exists():
+            page.write_bytes(original)
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["node"] == before["api"][0]
+    done = json.loads(cli("incidents", "--format", "json", cwd=rt_project).out)
+    assert {i["status"] for i in done["incidents"]} == {"resolved"}
+    assert page.read_bytes() == original
+    assert cli("check", "--env", ENV, cwd=rt_project).code == 0
+    log = cli("audit", "log", "--action", "incident.approved", "--format", "json",
+              cwd=rt_project)  # fmt: skip
+    assert len(json.loads(log.out)["records"]) == 3
+
+
+def test_respond_image_answers_what_alert_only_reported(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    page, original = _deface(backend, rt_project)
+    try:
+        checked = cli("check", "--env", ENV, "--respond", cwd=rt_project)
+        assert checked.code == 1
+        assert "only reported" in checked.err
+        assert (
+            json.loads(cli("incidents", "--format", "json", cwd=rt_project).out)[
+                "incidents"
+            ]
+            == []
+        )
+        usage = cli("respond", "--image", "web", cwd=rt_project)
+        assert usage.code == 3
+        assert "--env" in usage.err
+        result = cli(
+            "respond", "--image", "web", "--env", ENV, "--format", "json",
+            cwd=rt_project,
+        )  # fmt: skip
+    finally:
+        if page.exists():
+            page.write_bytes(original)
+    assert result.code == 0, result.err
+    answered = json.loads(result.out)["incidents"]
+    assert len(answered) == 3
+    assert {i["status"] for i in answered} == {"resolved"}
+    assert cli("check", "--env", ENV, cwd=rt_project).code == 0
+    unknown = cli("respond", "--image", "web", "--env", ENV, cwd=rt_project)
+    assert unknown.code == 3
+    assert "no open image-tampered finding" in unknown.err
