@@ -84,14 +84,26 @@ class Context:
         """The file mirroring the newest signed audit checkpoint."""
         return self.project.witness_path
 
-    def trusted_keys(self, environment: str | None = None) -> list[PublicKey]:
+    def trusted_keys(
+        self, environment: str | None = None, *, whole_spec: bool = True
+    ) -> list[PublicKey]:
         """Public keys the spec trusts (for one environment, or any).
+
+        With ``whole_spec=False`` (and no environment), only the spec's
+        ``trust.keys`` is read and checked, unless the spec is loaded
+        already: for host commands that need nothing else from it.
 
         Raises:
             ConfigError: A listed key file is missing or invalid.
         """
         from zerodrift.protect.keys import load_public_key
 
+        if not whole_spec and environment is None and "spec" not in self.__dict__:
+            from zerodrift.spec import load_trust_keys
+
+            files = load_trust_keys(self.project.spec_path)
+            resolve = self.project.resolve
+            return [load_public_key(n, resolve(files[n])) for n in sorted(files)]
         trust = self.spec.fleet.trust
         names = (
             trust.environments.get(environment, [])

@@ -27,8 +27,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
@@ -163,8 +161,17 @@ class Database:
         self, conn: Connection, table: Table, values: dict[str, Any]
     ) -> bool:
         """Insert a row unless its primary key exists; return whether it did."""
-        insert = sqlite_insert if self.is_sqlite else pg_insert
-        result = conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+        # Dialect modules are imported here: PostgreSQL's takes a noticeable
+        # share of start-up, and a SQLite project never needs it.
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement: Any = sqlite_insert(table)
+        else:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement = pg_insert(table)
+        result = conn.execute(statement.values(**values).on_conflict_do_nothing())
         return bool(result.rowcount)
 
     def schema_version(self) -> int:

@@ -274,7 +274,9 @@ def _progress(note: Any) -> Any:
 def _open_verified(ctx: Context) -> VerifiedBaseline:
     from zerodrift.detect.fim import open_baseline, verify_current
 
-    baseline = open_baseline(_baseline_path(ctx), ctx.trusted_keys())
+    # Only the spec's trust keys matter here (ADR 0044).
+    keys = ctx.trusted_keys(whole_spec=False)
+    baseline = open_baseline(_baseline_path(ctx), keys)
     verify_current(ctx.db, baseline)
     return baseline
 
