@@ -67,6 +67,7 @@ FORMAT = "zerodrift.fim-baseline"
 VERSION = 1
 PAYLOAD_TYPE = "application/vnd.zerodrift.fim-baseline.v1+json"
 _TAIL = 1 << 16
+_BLOCK = 1 << 18
 
 
 def host_identity() -> dict[str, str | None]:
@@ -221,12 +222,20 @@ class VerifiedBaseline:
         with _open(self.path) as handle:
             head = handle.readline()
             digest.update(head)
-            read = len(head)
-            while read < self._end:
-                line = handle.readline()
-                read += len(line)
-                digest.update(line)
-                yield line[:-1]
+            left = self._end - len(head)
+            rest = b""
+            # Blocks, not readline: this runs once per entry on every check.
+            while left > 0:
+                block = handle.read(min(left, _BLOCK))
+                if not block:
+                    break
+                left -= len(block)
+                digest.update(block)
+                lines = (rest + block).split(b"\n")
+                rest = lines.pop()
+                yield from lines
+            if rest:
+                yield rest
         if digest.hexdigest() != self.statement["content_sha256"]:
             raise _tampered(self.path, "it changed while it was being read")
 
