@@ -218,7 +218,7 @@ def _judge(
         return
     if result is None:
         return
-    stats.hashed += result.split(b"\t", 2)[1] == b"file"
+    stats.hashed += result.startswith(b"\tfile\t", result.index(b"\t"))
     if result == line:
         return
     live = decode_entry(result)
@@ -343,5 +343,5 @@ def _record(
         return
     if not line:
         return
-    stats.hashed += line.split(b"\t", 2)[1] == b"file"
+    stats.hashed += line.startswith(b"\tfile\t", line.index(b"\t"))
     sink(line)
