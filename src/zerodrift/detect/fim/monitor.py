@@ -269,16 +269,22 @@ def _lines_in_part(
     lines: Iterator[bytes], roots: list[bytes], part: tuple[int, int]
 ) -> Iterator[bytes]:
     # Lines of one subtree are contiguous, so the share of a line is decided
-    # once per top-level name and reused until the name changes.
+    # once per top-level name and reused until the name changes; a line of
+    # the current subtree is recognised by its first bytes alone.
     root, prefix = b"", b"\0"
     child, keep = b"", False
+    current = b"\0"
     for line in lines:
+        if line.startswith(current):
+            if keep:
+                yield line
+            continue
         raw = line[: line.index(b"\t")]
         if not raw.startswith(prefix):
             path = line_path(line)
             root = next((r for r in roots if _inside(path, r)), path)
             prefix = root.rstrip(b"/") + b"/"
-            child = b"\0"
+            child, current = b"\0", b"\0"
             if raw == root or not raw.startswith(prefix):
                 if in_part(path, root, part):
                     yield line
@@ -288,6 +294,7 @@ def _lines_in_part(
         if name != child:
             child = name
             keep = in_part(prefix + unescape(name), root, part)
+            current = prefix + name + b"/"
         if keep:
             yield line
 
