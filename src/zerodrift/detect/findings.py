@@ -13,14 +13,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import Any
-
-from sqlalchemy import select, update
+from typing import TYPE_CHECKING, Any
 
 from zerodrift import __version__
 from zerodrift._internal.canonical import canonical_json, sha256_hex
-from zerodrift.state import Database, utc_now
-from zerodrift.state.schema import findings as findings_table
+from zerodrift.state.times import utc_now
+
+# SQLAlchemy is imported by the functions that store and query: detectors
+# import this module for Severity and Finding, and a check should not pay
+# for the database layer before it needs it (ADR 0044).
+if TYPE_CHECKING:
+    from zerodrift.state import Database
 
 __all__ = [
     "Finding",
@@ -102,6 +105,8 @@ def record_findings(db: Database, found: Iterable[Finding]) -> list[str]:
     Raises:
         OperationalError: The database failed.
     """
+    from zerodrift.state.schema import findings as findings_table
+
     new: list[str] = []
     with db.write() as conn:
         for item in found:
@@ -147,6 +152,10 @@ def set_status(
     Returns:
         How many findings were updated.
     """
+    from sqlalchemy import update
+
+    from zerodrift.state.schema import findings as findings_table
+
     wanted = sorted(set(ids))
     if not wanted:
         return 0
@@ -172,6 +181,10 @@ def list_findings(
     since: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield stored findings, oldest first, as dicts with their status."""
+    from sqlalchemy import select
+
+    from zerodrift.state.schema import findings as findings_table
+
     query = select(findings_table).order_by(findings_table.c.found_at)
     if source:
         query = query.where(findings_table.c.source == source)

@@ -283,13 +283,22 @@ def _open_verified(ctx: Context) -> VerifiedBaseline:
 
 def run_check(ctx: Context) -> int:
     """Verify the baseline, compare, report, and record findings."""
+    from zerodrift.detect.fim import open_baseline, to_findings
     from zerodrift.detect.fim import run_check as check
-    from zerodrift.detect.fim import to_findings
     from zerodrift.detect.fim.monitor import machine_name
     from zerodrift.detect.findings import record_findings
 
-    baseline = _open_verified(ctx)
-    report = check(ctx.db, baseline, full=ctx.args.full, workers=ctx.args.workers)
+    # The baseline's signature first; whether it is the one recorded last is
+    # checked by the comparison, which opens the database meanwhile.
+    keys = ctx.trusted_keys(whole_spec=False)
+    baseline = open_baseline(_baseline_path(ctx), keys)
+    report = check(
+        lambda: ctx.db,
+        baseline,
+        full=ctx.args.full,
+        workers=ctx.args.workers,
+        verify=True,
+    )
     findings = to_findings(report, machine_name())
     if not ctx.args.no_record:
         record_findings(ctx.db, findings)

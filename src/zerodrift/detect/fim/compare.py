@@ -32,7 +32,15 @@ from zerodrift.detect.fim.rules import ATTRIBUTES, Rule, RuleSet
 from zerodrift.detect.fim.scanner import VANISHED, Pipeline, WalkItem
 from zerodrift.detect.findings import Severity
 
-__all__ = ["BUCKETS", "Change", "CheckStats", "compare", "judge", "sample_bucket"]
+__all__ = [
+    "BUCKETS",
+    "Change",
+    "CheckStats",
+    "compare",
+    "judge",
+    "sample_bucket",
+    "sampled",
+]
 
 BUCKETS = 256
 """The sample space of the fast mode: each path falls in one bucket."""
@@ -157,12 +165,12 @@ def _unchanged(
     if item.entry is not None:
         if item.entry.error is not None:
             return False
-        if zlib.crc32(item.path) % BUCKETS in sample:
+        if sample and zlib.crc32(item.path) % BUCKETS in sample:
             stats.sampled += 1
             return False
         return line.startswith(fingerprint(item.entry))
     path = item.path
-    if zlib.crc32(path) % BUCKETS in sample:
+    if sample and zlib.crc32(path) % BUCKETS in sample:
         stats.sampled += 1
         return False
     try:
@@ -170,6 +178,45 @@ def _unchanged(
     except OSError:
         return False
     return line.startswith(stat_fingerprint(path, st))
+
+
+def sampled(
+    baseline: Iterator[bytes],
+    rules: RuleSet,
+    *,
+    sample: frozenset[int],
+    skip: set[bytes],
+    pipeline: Pipeline[Item],
+    stats: CheckStats,
+) -> Iterator[Change]:
+    """Rehash the baseline's entries in ``sample`` buckets; yield changes.
+
+    The fast mode's second pass: the first compared ``lstat`` data only,
+    so this one verifies content behind unchanged metadata. Entries whose
+    ``lstat`` data moved (or that are gone) are the first pass's findings
+    and are left alone here, as are paths in ``skip``.
+    """
+    unlisted: list[bytes] = []
+    for line in baseline:
+        raw = line[: line.index(b"\t")]
+        path = unescape(raw) if b"\\" in raw else raw
+        if zlib.crc32(path) % BUCKETS not in sample or path in skip:
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        stats.sampled += 1
+        found = rules.lookup(path)
+        if found is None or not line.startswith(stat_fingerprint(path, st)):
+            continue
+        item = WalkItem(path, found[0])
+        for (old, new), result in pipeline.push((line, item), path):
+            yield from _judge(
+                old, new, result, rules=rules, unlisted=unlisted, stats=stats
+            )
+    for (old, new), result in pipeline.finish():
+        yield from _judge(old, new, result, rules=rules, unlisted=unlisted, stats=stats)
 
 
 def _key(line: bytes) -> bytes:
