@@ -355,8 +355,10 @@ def _metadata_pass(
     """Start the fast mode's metadata pass; yield a function that awaits it.
 
     With more than one process, the pass is split by subtree (see in_part)
-    over forked processes that start at once; leaving the block early
-    stops them.
+    over forked processes that start at once. Leaving the block, even with
+    an error, lets them finish and end on their own: stopping them with
+    signals (``Pool.terminate``) was seen to leave a worker blocked for
+    ever; only an interrupt stops them at once.
     """
     if count == 1:
         yield lambda: _check_part(
@@ -366,10 +368,18 @@ def _metadata_pass(
     global _shared  # noqa: PLW0603 - handed to forked workers, then cleared
     _shared = (baseline, rules, frozenset(), count)
     gc.freeze()  # see Pipeline: forked workers then share the parent's pages
+    pool = multiprocessing.get_context("fork").Pool(count)
     try:
-        with multiprocessing.get_context("fork").Pool(count) as pool:
-            pending = pool.map_async(_run_share, range(count))
+        pending = pool.map_async(_run_share, range(count))
+        try:
             yield lambda: _merge_shares(pending.get())
+        finally:
+            pending.wait()
+            pool.close()
+            pool.join()
+    except KeyboardInterrupt:
+        pool.terminate()
+        raise
     finally:
         _shared = None
         gc.unfreeze()
