@@ -217,7 +217,7 @@ def run_init(ctx: Context) -> int:
             path,
             ctx.args.from_manifest,
             signer,
-            keys=ctx.trusted_keys(),
+            keys=ctx.trusted_keys(whole_spec=False),
             root=ctx.args.root,
             rules=rules if (ctx.args.rules or ctx.args.paths) else None,
         )
