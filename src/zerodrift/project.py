@@ -17,10 +17,12 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zerodrift.errors import ConfigError, Location
-from zerodrift.spec import LoadedSpec, load_spec
+
+if TYPE_CHECKING:
+    from zerodrift.spec import LoadedSpec
 
 __all__ = ["CONFIG_FILE", "SPEC_FILE", "STATE_DIR", "WITNESS_FILE", "Project"]
 
@@ -189,6 +191,8 @@ class Project:
         Raises:
             ConfigError: The spec is missing or invalid.
         """
+        from zerodrift.spec import load_spec
+
         return load_spec(self.spec_path)
 
     def resolve(self, relative: str) -> Path:

@@ -8,25 +8,22 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from securesystemslib.signer import CryptoSigner
+from typing import TYPE_CHECKING, Any
 
 from zerodrift._internal.identity import GitState, git_state
 from zerodrift.errors import ConfigError, ZerodriftError
-from zerodrift.govern.audit import AuditRecord, AuditTrail
 from zerodrift.project import Project
-from zerodrift.protect.keys import (
-    PASSPHRASE_ENV,
-    PublicKey,
-    load_public_key,
-    load_signer,
-)
-from zerodrift.protect.keys import read_passphrase as _read_passphrase
-from zerodrift.spec import LoadedSpec
-from zerodrift.state import Database
-from zerodrift.state.db import utc_now
-from zerodrift.state.schema import spec_revisions
+
+# Every command imports this module, so what only some commands need (the
+# database, keys, the spec models) is imported where it is used: start-up
+# time is paid per invocation (ADR 0044).
+if TYPE_CHECKING:
+    from securesystemslib.signer import CryptoSigner
+
+    from zerodrift.govern.audit import AuditRecord, AuditTrail
+    from zerodrift.protect.keys import PublicKey
+    from zerodrift.spec import LoadedSpec
+    from zerodrift.state import Database
 
 __all__ = ["CHECKPOINT_INTERVAL", "Context"]
 
@@ -69,6 +66,8 @@ class Context:
     @cached_property
     def db(self) -> Database:
         """The migrated state database."""
+        from zerodrift.state import Database
+
         database = Database.open(self.project.database_url)
         self._closables.append(database)
         return database
@@ -76,6 +75,8 @@ class Context:
     @cached_property
     def audit(self) -> AuditTrail:
         """The audit trail, recording this invocation's git state."""
+        from zerodrift.govern.audit import AuditTrail
+
         return AuditTrail(self.db, git=self.git)
 
     @property
@@ -83,12 +84,26 @@ class Context:
         """The file mirroring the newest signed audit checkpoint."""
         return self.project.witness_path
 
-    def trusted_keys(self, environment: str | None = None) -> list[PublicKey]:
+    def trusted_keys(
+        self, environment: str | None = None, *, whole_spec: bool = True
+    ) -> list[PublicKey]:
         """Public keys the spec trusts (for one environment, or any).
+
+        With ``whole_spec=False`` (and no environment), only the spec's
+        ``trust.keys`` is read and checked, unless the spec is loaded
+        already: for host commands that need nothing else from it.
 
         Raises:
             ConfigError: A listed key file is missing or invalid.
         """
+        from zerodrift.protect.keys import load_public_key
+
+        if not whole_spec and environment is None and "spec" not in self.__dict__:
+            from zerodrift.spec import load_trust_keys
+
+            files = load_trust_keys(self.project.spec_path)
+            resolve = self.project.resolve
+            return [load_public_key(n, resolve(files[n])) for n in sorted(files)]
         trust = self.spec.fleet.trust
         names = (
             trust.environments.get(environment, [])
@@ -103,7 +118,9 @@ class Context:
         Raises:
             ConfigError: The key is missing or the passphrase is wrong.
         """
-        passphrase = _read_passphrase(purpose=f"key {self.project.key_name!r}")
+        from zerodrift.protect.keys import load_signer, read_passphrase
+
+        passphrase = read_passphrase(purpose=f"key {self.project.key_name!r}")
         return load_signer(self.project.private_key_path, passphrase)
 
     def record(
@@ -116,6 +133,9 @@ class Context:
 
     def note_spec_revision(self) -> None:
         """Record a ``spec.changed`` audit entry the first time a spec is seen."""
+        from zerodrift.state.db import utc_now
+        from zerodrift.state.schema import spec_revisions
+
         spec = self.spec
         with self.db.write() as conn:
             inserted = self.db.insert_new(
@@ -132,6 +152,8 @@ class Context:
             self.record("spec.changed", spec.fleet.name, {"spec_digest": spec.digest})
 
     def _maybe_checkpoint(self) -> None:
+        from zerodrift.protect.keys import PASSPHRASE_ENV
+
         if self.audit.records_since_checkpoint() < CHECKPOINT_INTERVAL:
             return
         if (

@@ -10,10 +10,10 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "JSON_SCHEMA_VERSION",
@@ -42,6 +42,8 @@ def _width(stream: object) -> int | None:
 
 def console() -> Console:
     """A console on stdout that degrades to plain, wide text when piped."""
+    from rich.console import Console  # imported when used: start-up time
+
     return Console(
         file=sys.stdout, soft_wrap=True, highlight=False, width=_width(sys.stdout)
     )
@@ -49,6 +51,8 @@ def console() -> Console:
 
 def err_console() -> Console:
     """A console on stderr, for progress and notes."""
+    from rich.console import Console
+
     return Console(file=sys.stderr, highlight=False, width=_width(sys.stderr))
 
 
@@ -69,6 +73,8 @@ def table(
     title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
     """Print a table; ``None`` cells show as a dash."""
+    from rich.table import Table
+
     grid = Table(title=title, title_justify="left", show_lines=False)
     for column in columns:
         grid.add_column(column)

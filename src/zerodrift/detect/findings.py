@@ -23,14 +23,19 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
 from functools import cached_property
-from typing import Any
-
-from sqlalchemy import Connection, bindparam, select, update
+from typing import TYPE_CHECKING, Any
 
 from zerodrift import __version__
 from zerodrift._internal.canonical import canonical_json
-from zerodrift.state import Database, utc_now
-from zerodrift.state.schema import findings as findings_table
+from zerodrift.state.times import utc_now
+
+# SQLAlchemy is imported by the functions that store and query: detectors
+# import this module for Severity and Finding, and a check should not pay
+# for the database layer before it needs it (ADR 0044).
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from zerodrift.state import Database
 
 __all__ = [
     "Finding",
@@ -168,6 +173,10 @@ def record_findings(db: Database, found: Iterable[Finding]) -> Recorded:
     Raises:
         OperationalError: The database failed.
     """
+    from sqlalchemy import bindparam, select, update
+
+    from zerodrift.state.schema import findings as findings_table
+
     items = list(found)
     if not items:
         return Recorded([], [])
@@ -209,6 +218,10 @@ def _open_occurrences(
     findings of its detectors in one pass, which long lists of bound values
     would make slow on PostgreSQL.
     """
+    from sqlalchemy import select
+
+    from zerodrift.state.schema import findings as findings_table
+
     t = findings_table
     wanted = {i.fingerprint for i in items}
     columns = (t.c.id, t.c.fingerprint, t.c.found_at, t.c.last_seen_at)
@@ -311,6 +324,10 @@ def resolve_findings(
         resolution: Why they no longer need attention (shown and kept).
         at: When (database format; default: now).
     """
+    from sqlalchemy import select, update
+
+    from zerodrift.state.schema import findings as findings_table
+
     wanted = sorted(set(ids))
     if not wanted:
         return []
@@ -363,6 +380,10 @@ def resolve_unseen(
     Returns:
         The ids resolved.
     """
+    from sqlalchemy import select
+
+    from zerodrift.state.schema import findings as findings_table
+
     still = set(seen)
     t = findings_table
     with db.read() as conn:
@@ -402,6 +423,10 @@ def set_status(
     Returns:
         How many findings were updated.
     """
+    from sqlalchemy import update
+
+    from zerodrift.state.schema import findings as findings_table
+
     wanted = sorted(set(ids))
     if not wanted:
         return 0
@@ -441,6 +466,10 @@ def list_findings(
     environment: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield stored findings, oldest first, as dicts with their status."""
+    from sqlalchemy import select
+
+    from zerodrift.state.schema import findings as findings_table
+
     t = findings_table
     query = select(t).order_by(t.c.found_at, t.c.id)
     if source:
@@ -462,7 +491,10 @@ def get_finding(db: Database, prefix: str) -> dict[str, Any]:
     Raises:
         ConfigError: No finding, or more than one, has that id prefix.
     """
+    from sqlalchemy import select
+
     from zerodrift.errors import ConfigError
+    from zerodrift.state.schema import findings as findings_table
 
     t = findings_table
     text = prefix.strip().lower()

@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
@@ -21,8 +20,14 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from zerodrift._internal.canonical import canonical_digest
 from zerodrift.errors import ConfigError, Location
-from zerodrift.spec.models import Fleet
-from zerodrift.spec.references import FieldPath, Problem, check_references
+
+# The models (pydantic) are imported by the functions that validate, so
+# load_trust_keys reads the trust policy without paying for them (ADR 0044).
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from zerodrift.spec.models import Fleet
+    from zerodrift.spec.references import FieldPath, Problem
 
 __all__ = [
     "MAX_SPEC_BYTES",
@@ -30,11 +35,13 @@ __all__ = [
     "SpecError",
     "SpecLocator",
     "load_spec",
+    "load_trust_keys",
     "parse_spec",
 ]
 
 MAX_SPEC_BYTES = 10 * 1024 * 1024
 _DUPLICATE = re.compile(r'found duplicate key "(.*?)" with value')
+_KEY_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 
 
 class SpecError(ConfigError):
@@ -99,9 +106,50 @@ def load_spec(path: Path) -> LoadedSpec:
         SpecError: The file is not a valid fleet spec (every problem listed).
         ConfigError: The file is missing, unreadable, too large or not UTF-8.
     """
+    return parse_spec(_read(path), str(path), path=path)
+
+
+def load_trust_keys(path: Path) -> dict[str, str]:
+    """Read only the trust policy's keys (name to public key file) of a spec.
+
+    For commands that need nothing else from the spec (``fim`` on a host):
+    the rest of the spec is not validated, so they start faster and do not
+    fail on a fleet setting they do not use. ``trust.keys`` itself is
+    checked as :func:`load_spec` would.
+
+    Raises:
+        SpecError: The file is not YAML, or ``trust.keys`` is malformed.
+        ConfigError: The file is missing, unreadable, too large or not UTF-8.
+    """
+    name = str(path)
+    document = _parse_yaml(_decode(_read(path), name), name)
+    trust = document.get("trust") if isinstance(document, dict) else None
+    keys = trust.get("keys") if isinstance(trust, dict) else None
+    problems: list[tuple[FieldPath, str]] = []
+    if trust is not None and not isinstance(trust, dict):
+        problems.append((("trust",), "trust must be a mapping"))
+    elif keys is not None and not isinstance(keys, dict):
+        problems.append((("trust", "keys"), "trust.keys must be a mapping"))
+        keys = None
+    for key, value in (keys or {}).items():
+        if not isinstance(key, str) or not _KEY_NAME.fullmatch(key):
+            problems.append((("trust", "keys", key), f"invalid key name {key!r}"))
+        elif not isinstance(value, str) or not value:
+            problems.append(
+                (("trust", "keys", key), f"trust.keys.{key} must be a file path")
+            )
+    if problems:
+        hint = "'zerodrift spec validate' checks the whole spec"
+        raise SpecError(
+            name, [(_position(document, p, name), m, hint) for p, m in problems]
+        )
+    return {str(k): str(v) for k, v in (keys or {}).items()}
+
+
+def _read(path: Path) -> bytes:
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(MAX_SPEC_BYTES + 1)
+            return handle.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError as exc:
         raise ConfigError(
             f"no fleet spec at {path}",
@@ -112,7 +160,6 @@ def load_spec(path: Path) -> LoadedSpec:
         raise ConfigError(
             f"cannot read {path}: {exc.strerror}", reference="spec-unreadable"
         ) from exc
-    return parse_spec(raw, str(path), path=path)
 
 
 def parse_spec(raw: bytes, name: str, *, path: Path | None = None) -> LoadedSpec:
@@ -122,14 +169,6 @@ def parse_spec(raw: bytes, name: str, *, path: Path | None = None) -> LoadedSpec
         SpecError: The content is not a valid fleet spec.
         ConfigError: The content is too large or not UTF-8.
     """
-    if len(raw) > MAX_SPEC_BYTES:
-        raise ConfigError(
-            f"{name} is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MB",
-            hint="a fleet spec this large is almost certainly not a spec; "
-            "check the file name",
-            location=Location(name),
-            reference="spec-too-large",
-        )
     text = _decode(raw, name)
     document = _parse_yaml(text, name)
     if document is None:
@@ -155,6 +194,11 @@ def parse_spec(raw: bytes, name: str, *, path: Path | None = None) -> LoadedSpec
                 )
             ],
         )
+    from pydantic import ValidationError
+
+    from zerodrift.spec.models import Fleet
+    from zerodrift.spec.references import check_references
+
     try:
         fleet = Fleet.model_validate(_plain(document, _Budget(name)))
     except ValidationError as exc:
@@ -191,6 +235,14 @@ class SpecLocator:
 
 
 def _decode(raw: bytes, name: str) -> str:
+    if len(raw) > MAX_SPEC_BYTES:
+        raise ConfigError(
+            f"{name} is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MB",
+            hint="a fleet spec this large is almost certainly not a spec; "
+            "check the file name",
+            location=Location(name),
+            reference="spec-too-large",
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,52 +27,19 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from zerodrift.errors import ConfigError, OperationalError
 from zerodrift.state import schema
 from zerodrift.state.migrations import MIGRATIONS, Migration, latest_version
+from zerodrift.state.times import format_time, parse_time, utc_now
 
 __all__ = ["Database", "format_time", "normalise_url", "parse_time", "utc_now"]
 
 _logger = logging.getLogger(__name__)
 
 _SQLITE_BUSY_MS = 30_000
-
-
-def utc_now() -> str:
-    """Return the current time as stored in the database."""
-    return format_time(datetime.now(UTC))
-
-
-def format_time(moment: datetime) -> str:
-    """Format an aware datetime the way the database stores times."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str, *, field: str = "time") -> str:
-    """Read a user-given ISO 8601 time or date into the stored format.
-
-    ``2026-01-02``, ``2026-01-02T03:04``, ``2026-01-02 03:04:05+02:00`` and
-    ``...Z`` are accepted; a time without an offset is taken as UTC.
-
-    Raises:
-        ConfigError: ``text`` is not an ISO 8601 date or time.
-    """
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(
-            f"{field} {text!r} is not an ISO 8601 date or time",
-            hint="write e.g. 2026-01-31, 2026-01-31T14:00 or 2026-01-31T14:00:00Z",
-            reference="time-invalid",
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return format_time(moment)
 
 
 def normalise_url(url: str) -> str:
@@ -195,8 +161,17 @@ class Database:
         self, conn: Connection, table: Table, values: dict[str, Any]
     ) -> bool:
         """Insert a row unless its primary key exists; return whether it did."""
-        insert = sqlite_insert if self.is_sqlite else pg_insert
-        result = conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+        # Dialect modules are imported here: PostgreSQL's takes a noticeable
+        # share of start-up, and a SQLite project never needs it.
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement: Any = sqlite_insert(table)
+        else:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement = pg_insert(table)
+        result = conn.execute(statement.values(**values).on_conflict_do_nothing())
         return bool(result.rowcount)
 
     def schema_version(self) -> int:

@@ -423,3 +423,25 @@ def test_split_fast_check_with_several_roots_and_escaped_names(
     assert one["changes"] == two["changes"]
     assert one["counts"]["changed"] == 6
     assert one["counts"]["removed"] == 4
+
+
+def test_fim_needs_only_the_specs_trust_keys(
+    fim: Any, cli: Any, tree: Path, project: Path
+) -> None:
+    # A fleet setting fim does not use cannot stop a host's file check; a
+    # broken trust policy, which says which signatures count, does.
+    assert fim("init", str(tree)).code == 0
+    spec = project / "fleet.yaml"
+    original = spec.read_text(encoding="utf-8")
+    spec.write_text(original + "\nnot_a_fleet_setting: 1\n", encoding="utf-8")
+    assert cli("-C", str(project), "spec", "validate").code == 3
+    check = fim("check", "--format", "json")
+    assert check.code == 0, check.err
+    assert report(check)["changes"] == []
+    spec.write_text(
+        original.replace("trust:\n  keys:\n", "trust:\n  keys:\n    Bad Name: x\n"),
+        encoding="utf-8",
+    )
+    refused = fim("check")
+    assert refused.code == 3
+    assert "invalid key name 'Bad Name'" in refused.err

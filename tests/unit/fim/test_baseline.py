@@ -170,3 +170,22 @@ def test_an_unsigned_writer_leaves_nothing(
     ):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_many_entries_are_written_in_order_and_counted(
+    tmp_path: Path, keys: dict[str, Any]
+) -> None:
+    # Lines are written in groups; a count that is not a multiple of the
+    # group size must still be written whole, in order, under the digest.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for index in range(2500):
+        (tree / f"f{index:05d}").write_bytes(b"%d" % index)
+    path = tmp_path / "baseline.fim"
+    statement, _ = create_baseline(
+        path, rules_for_paths([str(tree)]), keys["signer"], workers=1
+    )
+    entries = list(open_baseline(path, [keys["key"]]).entries())
+    assert statement["entries"] == len(entries) == 2501
+    names = [e.path.rsplit(b"/", 1)[-1] for e in entries[1:]]
+    assert names == [b"f%05d" % i for i in range(2500)]

@@ -256,3 +256,35 @@ def test_a_path_vanishing_between_walk_and_read_is_removed(tmp_path: Path) -> No
     assert [(c.kind, c.path) for c in changes] == [
         ("removed", os.fsencode(tmp_path / "goes"))
     ]
+
+
+def _general_line(path: bytes) -> bytes:
+    from zerodrift.detect.fim.entry import Entry, encode_entry
+    from zerodrift.detect.fim.scanner import complete
+
+    entry = Entry.from_stat(path, os.lstat(path))
+    complete(entry, deep_observe(path, entry.type, True, "sha256", bytearray(64)))
+    return encode_entry(entry)
+
+
+def test_the_quick_file_path_writes_the_general_line(tmp_path: Path) -> None:
+    # Regular files take a shortcut in observe_line; files with extended
+    # attributes (and anything unusual) take the general path. Both must
+    # give the same line, whatever the buffer size.
+    plain = tmp_path / "plain"
+    plain.write_bytes(os.urandom(300))
+    empty = tmp_path / "empty"
+    empty.touch()
+    tagged = tmp_path / "tagged"
+    tagged.write_bytes(b"x" * 100)
+    os.setxattr(tagged, "user.zerodrift-test", b"v")
+    for file in (plain, empty, tagged):
+        path = os.fsencode(file)
+        for size in (64, 1 << 20):
+            assert observe_line(path, "sha256", bytearray(size)) == _general_line(path)
+    line = decode_entry(observe_line(os.fsencode(plain), "sha256", bytearray(64)))
+    assert line.hash == hashlib.sha256(plain.read_bytes()).hexdigest()
+    assert line.xattrs == {}
+    assert decode_entry(
+        observe_line(os.fsencode(tagged), "sha256", bytearray(64))
+    ).xattrs == {"user.zerodrift-test": "dg=="}

@@ -9,12 +9,6 @@ from zerodrift._cli.context import Context
 from zerodrift._cli.options import add_command, add_format
 from zerodrift._cli.output import console, emit_json, emit_jsonl, table
 from zerodrift._cli.status import ExitCode
-from zerodrift.govern.audit import (
-    AuditTamperedError,
-    CheckpointUntrustedError,
-    RecordFilter,
-)
-from zerodrift.state import parse_time
 
 __all__ = ["register"]
 
@@ -79,6 +73,9 @@ def _positive(text: str) -> int:
 
 def run_log(ctx: Context) -> int:
     """Print records matching the filters."""
+    from zerodrift.govern.audit import RecordFilter
+    from zerodrift.state import parse_time
+
     args = ctx.args
     flt = RecordFilter(
         action=args.action,
@@ -117,6 +114,8 @@ def run_log(ctx: Context) -> int:
 
 def run_verify(ctx: Context) -> int:
     """Verify the trail; report the first bad record."""
+    from zerodrift.govern.audit import AuditTamperedError, CheckpointUntrustedError
+
     keys = ctx.trusted_keys()
     try:
         summary = ctx.audit.verify(keys, ctx.witness_path)

@@ -217,7 +217,7 @@ def run_init(ctx: Context) -> int:
             path,
             ctx.args.from_manifest,
             signer,
-            keys=ctx.trusted_keys(),
+            keys=ctx.trusted_keys(whole_spec=False),
             root=ctx.args.root,
             rules=rules if (ctx.args.rules or ctx.args.paths) else None,
         )
@@ -274,20 +274,31 @@ def _progress(note: Any) -> Any:
 def _open_verified(ctx: Context) -> VerifiedBaseline:
     from zerodrift.detect.fim import open_baseline, verify_current
 
-    baseline = open_baseline(_baseline_path(ctx), ctx.trusted_keys())
+    # Only the spec's trust keys matter here (ADR 0044).
+    keys = ctx.trusted_keys(whole_spec=False)
+    baseline = open_baseline(_baseline_path(ctx), keys)
     verify_current(ctx.db, baseline)
     return baseline
 
 
 def run_check(ctx: Context) -> int:
     """Verify the baseline, compare, report, and record findings."""
+    from zerodrift.detect.fim import open_baseline, to_findings
     from zerodrift.detect.fim import run_check as check
-    from zerodrift.detect.fim import to_findings
     from zerodrift.detect.fim.monitor import machine_name
     from zerodrift.detect.findings import record_findings, resolve_unseen
 
-    baseline = _open_verified(ctx)
-    report = check(ctx.db, baseline, full=ctx.args.full, workers=ctx.args.workers)
+    # The baseline's signature first; whether it is the one recorded last is
+    # checked by the comparison, which opens the database meanwhile.
+    keys = ctx.trusted_keys(whole_spec=False)
+    baseline = open_baseline(_baseline_path(ctx), keys)
+    report = check(
+        lambda: ctx.db,
+        baseline,
+        full=ctx.args.full,
+        workers=ctx.args.workers,
+        verify=True,
+    )
     host = machine_name()
     findings = to_findings(report, host)
     if not ctx.args.no_record:

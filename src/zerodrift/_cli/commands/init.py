@@ -9,24 +9,18 @@ import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zerodrift._cli.context import Context
 from zerodrift._cli.options import add_command, add_format
 from zerodrift._cli.output import console, emit_json
 from zerodrift._cli.status import ExitCode
 from zerodrift.errors import ConfigError, OperationalError
-from zerodrift.govern.audit import AuditTrail, Checkpoint
 from zerodrift.project import SPEC_FILE, STATE_DIR, Project
-from zerodrift.protect.keys import (
-    check_passphrase,
-    generate_private_key,
-    load_signer,
-    read_passphrase,
-    write_keypair,
-)
-from zerodrift.spec import LoadedSpec, load_spec
-from zerodrift.state import Database
+
+if TYPE_CHECKING:
+    from zerodrift.govern.audit import Checkpoint
+    from zerodrift.spec import LoadedSpec
 
 __all__ = ["register"]
 
@@ -74,6 +68,8 @@ def run(ctx: Context) -> int:
     Every file, the state database and the first audit record are made in a
     staging folder next to the target; only then are they renamed into place.
     """
+    from zerodrift.protect.keys import check_passphrase, read_passphrase
+
     target: Path = ctx.args.directory.resolve()
     name = _fleet_name(ctx.args.name, target.name)
     _check_target(target)
@@ -114,6 +110,11 @@ def run(ctx: Context) -> int:
 
 def _record_init(staged: Project, passphrase: bytes) -> tuple[LoadedSpec, Checkpoint]:
     """Validate the staged spec, open the state database, record and sign."""
+    from zerodrift.govern.audit import AuditTrail
+    from zerodrift.protect.keys import load_signer
+    from zerodrift.spec import load_spec
+    from zerodrift.state import Database
+
     spec = load_spec(staged.spec_path)  # proves the scaffold is valid
     files = sorted(entry.name for entry in staged.root.iterdir())
     db = Database.open(staged.database_url)
@@ -190,6 +191,8 @@ def _check_target(target: Path) -> None:
 
 
 def _stage(target: Path, name: str, passphrase: bytes, algorithm: Any) -> Path:
+    from zerodrift.protect.keys import generate_private_key, write_keypair
+
     parent = target if target.exists() else target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zerodrift._cli.context import Context
 from zerodrift._cli.options import add_command, add_env, add_format
 from zerodrift._cli.output import console, emit_json, table
 from zerodrift._cli.status import ExitCode
-from zerodrift.identify import Inventory, build_inventory
-from zerodrift.identify.flows import to_dot, to_mermaid
-from zerodrift.identify.snapshots import record_snapshot
-from zerodrift.state import format_time
+
+if TYPE_CHECKING:
+    from zerodrift.identify import Inventory
 
 __all__ = ["register"]
 
@@ -43,6 +42,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     """Build the inventory, record a snapshot, and print it."""
+    from zerodrift.identify import build_inventory
+    from zerodrift.identify.snapshots import record_snapshot
+    from zerodrift.state import format_time
+
     spec = ctx.spec
     inventory = build_inventory(spec.fleet, spec.digest, ctx.args.env)
     taken = datetime.now(UTC)
@@ -107,6 +110,9 @@ def _render(
     taken: datetime,
     unmanaged: list[dict[str, Any]] | None,
 ) -> None:
+    from zerodrift.identify.flows import to_dot, to_mermaid
+    from zerodrift.state import format_time
+
     if fmt == "json":
         extra = {} if unmanaged is None else {"unmanaged_nodes": unmanaged}
         emit_json(

@@ -11,7 +11,6 @@ from zerodrift._cli.options import add_command, add_format
 from zerodrift._cli.output import console, emit_json
 from zerodrift._cli.status import ExitCode
 from zerodrift.errors import ConfigError
-from zerodrift.protect.keys import generate_private_key, read_passphrase, write_keypair
 
 __all__ = ["register"]
 
@@ -58,6 +57,12 @@ def _key_name(text: str) -> str:
 
 def run(ctx: Context) -> int:
     """Generate and store the key pair, then record it in the audit trail."""
+    from zerodrift.protect.keys import (
+        generate_private_key,
+        read_passphrase,
+        write_keypair,
+    )
+
     project = ctx.project
     name = ctx.args.name or project.key_name
     private_path = project.state_dir / "keys" / f"{name}.key"

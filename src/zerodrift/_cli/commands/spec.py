@@ -11,7 +11,6 @@ from zerodrift._cli.context import Context
 from zerodrift._cli.options import add_command, add_format
 from zerodrift._cli.output import console, emit_json
 from zerodrift._cli.status import ExitCode
-from zerodrift.spec import SpecError, json_schema
 
 __all__ = ["register"]
 
@@ -48,6 +47,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run_validate(ctx: Context) -> int:
     """Validate the spec and summarise it."""
+    from zerodrift.spec import SpecError
+
     try:
         spec = ctx.spec
     except SpecError as exc:
@@ -79,5 +80,7 @@ def run_validate(ctx: Context) -> int:
 
 def run_schema(ctx: Context) -> int:
     """Print the JSON Schema."""
+    from zerodrift.spec import json_schema
+
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
     return ExitCode.OK

@@ -20,18 +20,26 @@ Example::
 
 from __future__ import annotations
 
-from zerodrift.detect.fim.baseline import PAYLOAD_TYPE, VerifiedBaseline, open_baseline
-from zerodrift.detect.fim.compare import Change, CheckStats
-from zerodrift.detect.fim.monitor import (
-    CheckReport,
-    accept_changes,
-    create_baseline,
-    record_baseline,
-    run_check,
-    to_findings,
-    verify_current,
-)
-from zerodrift.detect.fim.rules import RuleSet, default_rules, load_rules
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zerodrift.detect.fim.baseline import (
+        PAYLOAD_TYPE,
+        VerifiedBaseline,
+        open_baseline,
+    )
+    from zerodrift.detect.fim.compare import Change, CheckStats
+    from zerodrift.detect.fim.monitor import (
+        CheckReport,
+        accept_changes,
+        create_baseline,
+        record_baseline,
+        run_check,
+        to_findings,
+        verify_current,
+    )
+    from zerodrift.detect.fim.rules import RuleSet, default_rules, load_rules
 
 __all__ = [
     "PAYLOAD_TYPE",
@@ -50,3 +58,30 @@ __all__ = [
     "to_findings",
     "verify_current",
 ]
+
+# Names are imported on first use, so a fast check can start its workers
+# before the database layer is loaded (ADR 0044).
+_HOME = {
+    "PAYLOAD_TYPE": "baseline",
+    "VerifiedBaseline": "baseline",
+    "open_baseline": "baseline",
+    "Change": "compare",
+    "CheckStats": "compare",
+    "CheckReport": "monitor",
+    "accept_changes": "monitor",
+    "create_baseline": "monitor",
+    "record_baseline": "monitor",
+    "run_check": "monitor",
+    "to_findings": "monitor",
+    "verify_current": "monitor",
+    "RuleSet": "rules",
+    "default_rules": "rules",
+    "load_rules": "rules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"zerodrift.detect.fim.{module}"), name)

@@ -25,14 +25,22 @@ from zerodrift.detect.fim.entry import (
     decode_entry,
     encode_entry,
     fingerprint,
-    line_path,
     stat_fingerprint,
+    unescape,
 )
-from zerodrift.detect.fim.rules import ATTRIBUTES, Rule, RuleSet, sort_key
+from zerodrift.detect.fim.rules import ATTRIBUTES, Rule, RuleSet
 from zerodrift.detect.fim.scanner import VANISHED, Pipeline, WalkItem
 from zerodrift.detect.findings import Severity
 
-__all__ = ["BUCKETS", "Change", "CheckStats", "compare", "judge", "sample_bucket"]
+__all__ = [
+    "BUCKETS",
+    "Change",
+    "CheckStats",
+    "compare",
+    "judge",
+    "sample_bucket",
+    "sampled",
+]
 
 BUCKETS = 256
 """The sample space of the fast mode: each path falls in one bucket."""
@@ -154,39 +162,90 @@ def _unchanged(
     # The fast mode's test, done here because it needs one lstat and most
     # paths pass it: the line starts with the same path, type, mode, owner,
     # size, inode, link count and times, and the path is not sampled.
-    if item.failed:
-        return False
-    if sample_bucket(item.path) in sample:
+    if item.entry is not None:
+        if item.entry.error is not None:
+            return False
+        if sample and zlib.crc32(item.path) % BUCKETS in sample:
+            stats.sampled += 1
+            return False
+        return line.startswith(fingerprint(item.entry))
+    path = item.path
+    if sample and zlib.crc32(path) % BUCKETS in sample:
         stats.sampled += 1
         return False
-    if item.entry is not None:
-        return line.startswith(fingerprint(item.entry))
     try:
-        st = os.lstat(item.path)
+        st = os.lstat(path)
     except OSError:
         return False
-    return line.startswith(stat_fingerprint(item.path, st))
+    return line.startswith(stat_fingerprint(path, st))
+
+
+def sampled(
+    baseline: Iterator[bytes],
+    rules: RuleSet,
+    *,
+    sample: frozenset[int],
+    skip: set[bytes],
+    pipeline: Pipeline[Item],
+    stats: CheckStats,
+) -> Iterator[Change]:
+    """Rehash the baseline's entries in ``sample`` buckets; yield changes.
+
+    The fast mode's second pass: the first compared ``lstat`` data only,
+    so this one verifies content behind unchanged metadata. Entries whose
+    ``lstat`` data moved (or that are gone) are the first pass's findings
+    and are left alone here, as are paths in ``skip``.
+    """
+    unlisted: list[bytes] = []
+    for line in baseline:
+        raw = line[: line.index(b"\t")]
+        path = unescape(raw) if b"\\" in raw else raw
+        if zlib.crc32(path) % BUCKETS not in sample or path in skip:
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        stats.sampled += 1
+        found = rules.lookup(path)
+        if found is None or not line.startswith(stat_fingerprint(path, st)):
+            continue
+        item = WalkItem(path, found[0])
+        for (old, new), result in pipeline.push((line, item), path):
+            yield from _judge(
+                old, new, result, rules=rules, unlisted=unlisted, stats=stats
+            )
+    for (old, new), result in pipeline.finish():
+        yield from _judge(old, new, result, rules=rules, unlisted=unlisted, stats=stats)
+
+
+def _key(line: bytes) -> bytes:
+    # sort_key(line_path(line)), inlined: it runs for every baseline line.
+    raw = line[: line.index(b"\t")]
+    if b"\\" in raw:
+        raw = unescape(raw)
+    return raw.replace(b"/", b"\x00")
 
 
 def _merge(baseline: Iterator[bytes], live: Iterator[WalkItem]) -> Iterator[Item]:
     line = next(baseline, None)
     item = next(live, None)
-    line_key = sort_key(line_path(line)) if line else b""
-    item_key = sort_key(item.path) if item else b""
+    line_key = _key(line) if line else b""
+    item_key = item.path.replace(b"/", b"\x00") if item else b""
     while line is not None or item is not None:
         if item is None or (line is not None and line_key < item_key):
             yield line, None
             line = next(baseline, None)
-            line_key = sort_key(line_path(line)) if line else b""
+            line_key = _key(line) if line else b""
         elif line is None or item_key < line_key:
             yield None, item
             item = next(live, None)
-            item_key = sort_key(item.path) if item else b""
+            item_key = item.path.replace(b"/", b"\x00") if item else b""
         else:
             yield line, item
             line, item = next(baseline, None), next(live, None)
-            line_key = sort_key(line_path(line)) if line else b""
-            item_key = sort_key(item.path) if item else b""
+            line_key = _key(line) if line else b""
+            item_key = item.path.replace(b"/", b"\x00") if item else b""
 
 
 def _judge(
@@ -206,7 +265,7 @@ def _judge(
         return
     if result is None:
         return
-    stats.hashed += result.split(b"\t", 2)[1] == b"file"
+    stats.hashed += result.startswith(b"\tfile\t", result.index(b"\t"))
     if result == line:
         return
     live = decode_entry(result)
@@ -331,5 +390,5 @@ def _record(
         return
     if not line:
         return
-    stats.hashed += line.split(b"\t", 2)[1] == b"file"
+    stats.hashed += line.startswith(b"\tfile\t", line.index(b"\t"))
     sink(line)

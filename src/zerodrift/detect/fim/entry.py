@@ -171,8 +171,10 @@ def stat_fingerprint(path: bytes, st: os.stat_result) -> bytes:
     """
     kind = _TYPE_BYTES.get(stat.S_IFMT(st.st_mode), b"unknown")
     size = b"" if kind == b"dir" else b"%d" % st.st_size
+    if b"\\" in path or b"\t" in path or b"\n" in path:
+        path = escape(path)
     return b"%b\t%b\t%d\t%d\t%d\t%b\t%d\t%d\t%d\t%d\t" % (
-        escape(path),
+        path,
         kind,
         stat.S_IMODE(st.st_mode),
         st.st_uid,

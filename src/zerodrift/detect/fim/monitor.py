@@ -17,6 +17,8 @@ a validly signed but older or foreign baseline put in its place is refused
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import multiprocessing
 import os
 import time
@@ -24,10 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from securesystemslib.signer import Signer
-from sqlalchemy import select
+from typing import TYPE_CHECKING, Any
 
 from zerodrift.detect.fim.baseline import BaselineWriter, VerifiedBaseline
 from zerodrift.detect.fim.compare import (
@@ -36,15 +35,21 @@ from zerodrift.detect.fim.compare import (
     CheckStats,
     compare,
     observe_all,
+    sampled,
 )
 from zerodrift.detect.fim.entry import decode_entry, line_path, unescape
 from zerodrift.detect.fim.rules import RuleSet, sort_key
 from zerodrift.detect.fim.scanner import Entry, Pipeline, in_part, observe_path, walk
 from zerodrift.detect.findings import Finding
 from zerodrift.errors import IntegrityError
-from zerodrift.state import Database
-from zerodrift.state.db import utc_now
-from zerodrift.state.schema import fim_baselines, fim_runs
+from zerodrift.state.times import utc_now
+
+# The database layer (SQLAlchemy) is imported where it is used: a fast
+# check starts its workers first and loads it while they walk (ADR 0044).
+if TYPE_CHECKING:
+    from securesystemslib.signer import Signer
+
+    from zerodrift.state import Database
 
 __all__ = [
     "CSF",
@@ -152,6 +157,7 @@ def write_entries(
 def record_baseline(db: Database, path: Path, statement: dict[str, Any]) -> str:
     """Remember ``path``'s current baseline; return its file digest."""
     from zerodrift.detect.fim.baseline import _digest_prefix
+    from zerodrift.state.schema import fim_baselines
 
     with path.open("rb") as handle:
         _, digest = _digest_prefix(handle, 0)
@@ -176,6 +182,10 @@ def verify_current(db: Database, baseline: VerifiedBaseline) -> None:
     Raises:
         IntegrityError: It was replaced by another (even validly signed) one.
     """
+    from sqlalchemy import select
+
+    from zerodrift.state.schema import fim_baselines
+
     query = (
         select(fim_baselines.c.digest, fim_baselines.c.created_at)
         .where(fim_baselines.c.path == str(baseline.path.resolve()))
@@ -203,26 +213,50 @@ def verify_current(db: Database, baseline: VerifiedBaseline) -> None:
 
 
 def run_check(
-    db: Database,
+    db: Database | Callable[[], Database],
     baseline: VerifiedBaseline,
     *,
     full: bool,
     workers: int | None = None,
     now: datetime | None = None,
+    verify: bool = False,
 ) -> CheckReport:
-    """Compare ``baseline`` with the live tree and record the run."""
+    """Compare ``baseline`` with the live tree and record the run.
+
+    The fast mode runs in two passes: the metadata pass compares every
+    path's ``lstat`` data with its line (and rehashes what moved), in
+    worker processes split by subtree; the sample pass then rehashes the
+    unchanged files of this run's sample buckets. ``db`` may be a function
+    that opens the database: it is called once the metadata pass is under
+    way, so loading the database layer overlaps with the walk.
+
+    Raises:
+        IntegrityError: With ``verify``, the baseline is not the one
+            recorded last (see :func:`verify_current`); nothing is recorded.
+    """
     started = utc_now()
     clock = time.perf_counter()
     rules = baseline.rules
-    position, end = _sample_window(db, baseline, now or datetime.now(UTC), full)
-    sample = frozenset(p % BUCKETS for p in range(position + 1, end + 1))
     count = workers or os.cpu_count() or 1
-    if full or count == 1:
+    opened = db if callable(db) else (lambda: db)
+    moment = now or datetime.now(UTC)
+    if full:
+        database = opened()
+        if verify:
+            verify_current(database, baseline)
+        position, end = _sample_window(database, baseline, moment, full=True)
         stats, changes = _check_part(
-            baseline, rules, full=full, sample=sample, workers=workers, part=None
+            baseline, rules, full=True, sample=frozenset(), workers=workers, part=None
         )
     else:
-        stats, changes = _check_in_parts(baseline, rules, sample, count)
+        with _metadata_pass(baseline, rules, count) as result:
+            database = opened()
+            if verify:
+                verify_current(database, baseline)
+            position, end = _sample_window(database, baseline, moment, full=False)
+            stats, changes = result()
+        sample = frozenset(p % BUCKETS for p in range(position + 1, end + 1))
+        _sample_pass(baseline, sample, workers, stats, changes)
     report = CheckReport(
         "full" if full else "fast",
         baseline.digest,
@@ -232,7 +266,7 @@ def run_check(
         changes,
         (position + 1, end),
     )
-    _record_run(db, report, end)
+    _record_run(database, report, end)
     return report
 
 
@@ -269,16 +303,22 @@ def _lines_in_part(
     lines: Iterator[bytes], roots: list[bytes], part: tuple[int, int]
 ) -> Iterator[bytes]:
     # Lines of one subtree are contiguous, so the share of a line is decided
-    # once per top-level name and reused until the name changes.
+    # once per top-level name and reused until the name changes; a line of
+    # the current subtree is recognised by its first bytes alone.
     root, prefix = b"", b"\0"
     child, keep = b"", False
+    current = b"\0"
     for line in lines:
+        if line.startswith(current):
+            if keep:
+                yield line
+            continue
         raw = line[: line.index(b"\t")]
         if not raw.startswith(prefix):
             path = line_path(line)
             root = next((r for r in roots if _inside(path, r)), path)
             prefix = root.rstrip(b"/") + b"/"
-            child = b"\0"
+            child, current = b"\0", b"\0"
             if raw == root or not raw.startswith(prefix):
                 if in_part(path, root, part):
                     yield line
@@ -288,6 +328,7 @@ def _lines_in_part(
         if name != child:
             child = name
             keep = in_part(prefix + unescape(name), root, part)
+            current = prefix + name + b"/"
         if keep:
             yield line
 
@@ -307,17 +348,46 @@ def _run_share(index: int) -> tuple[CheckStats, list[Change]]:
     )
 
 
-def _check_in_parts(
-    baseline: VerifiedBaseline, rules: RuleSet, sample: frozenset[int], count: int
-) -> tuple[CheckStats, list[Change]]:
-    """The fast mode split over ``count`` processes by subtree (see in_part)."""
+@contextlib.contextmanager
+def _metadata_pass(
+    baseline: VerifiedBaseline, rules: RuleSet, count: int
+) -> Iterator[Callable[[], tuple[CheckStats, list[Change]]]]:
+    """Start the fast mode's metadata pass; yield a function that awaits it.
+
+    With more than one process, the pass is split by subtree (see in_part)
+    over forked processes that start at once. Leaving the block, even with
+    an error, lets them finish and end on their own: stopping them with
+    signals (``Pool.terminate``) was seen to leave a worker blocked for
+    ever; only an interrupt stops them at once.
+    """
+    if count == 1:
+        yield lambda: _check_part(
+            baseline, rules, full=False, sample=frozenset(), workers=1, part=None
+        )
+        return
     global _shared  # noqa: PLW0603 - handed to forked workers, then cleared
-    _shared = (baseline, rules, sample, count)
+    _shared = (baseline, rules, frozenset(), count)
+    gc.freeze()  # see Pipeline: forked workers then share the parent's pages
+    pool = multiprocessing.get_context("fork").Pool(count)
     try:
-        with multiprocessing.get_context("fork").Pool(count) as pool:
-            shares = pool.map(_run_share, range(count))
+        pending = pool.map_async(_run_share, range(count))
+        try:
+            yield lambda: _merge_shares(pending.get())
+        finally:
+            pending.wait()
+            pool.close()
+            pool.join()
+    except KeyboardInterrupt:
+        pool.terminate()
+        raise
     finally:
         _shared = None
+        gc.unfreeze()
+
+
+def _merge_shares(
+    shares: list[tuple[CheckStats, list[Change]]],
+) -> tuple[CheckStats, list[Change]]:
     stats = CheckStats()
     changes: list[Change] = []
     for share_stats, share_changes in shares:
@@ -331,9 +401,42 @@ def _check_in_parts(
     return stats, changes
 
 
+def _sample_pass(
+    baseline: VerifiedBaseline,
+    sample: frozenset[int],
+    workers: int | None,
+    stats: CheckStats,
+    changes: list[Change],
+) -> None:
+    """Rehash the sampled files the metadata pass left alone; add to both."""
+    if not sample:
+        return
+    rules = baseline.rules
+    seen = {change.path for change in changes}
+    pipeline: Pipeline[Any] = Pipeline(rules.algorithm, workers)
+    with pipeline:
+        found = list(
+            sampled(
+                baseline.lines(),
+                rules,
+                sample=sample,
+                skip=seen,
+                pipeline=pipeline,
+                stats=stats,
+            )
+        )
+    if found:
+        changes += found
+        changes.sort(key=lambda c: sort_key(c.path))
+
+
 def _sample_window(
-    db: Database, baseline: VerifiedBaseline, now: datetime, full: bool
+    db: Database, baseline: VerifiedBaseline, now: datetime, *, full: bool
 ) -> tuple[int, int]:
+    from sqlalchemy import select
+
+    from zerodrift.state.schema import fim_runs
+
     query = (
         select(fim_runs.c.sample_position)
         .where(fim_runs.c.baseline_digest == baseline.digest)
@@ -357,6 +460,8 @@ def _sample_window(
 
 
 def _record_run(db: Database, report: CheckReport, position: int) -> None:
+    from zerodrift.state.schema import fim_runs
+
     with db.write(lock="fim") as conn:
         conn.execute(
             fim_runs.insert().values(
