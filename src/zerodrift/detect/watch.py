@@ -182,6 +182,10 @@ def watch(
                     continue
                 schedule.done(content=content)
                 pending = False
+            # The signal's wake-up byte may have been drained above, after
+            # the handler set the flag: look at the flag before blocking.
+            if stop.is_set():
+                break
             timeout = schedule.timeout()
             ready, _, _ = select.select([files.fd, wake_read], [], [], timeout)
             if files.fd in ready:

@@ -193,3 +193,46 @@ def test_quiet_watch_leaves_audit_evidence_of_its_checks(
     assert [r["subject"] for r in records] == [ENV]
     assert records[0]["details"]["findings"] == 0
     assert records[0]["details"]["image_content"]["images"] >= 1
+
+
+# Run in a child process: the signal arrives just before the wake-up pipe
+# is drained for a check, the moment at which it used to be lost (the
+# handler had set the flag, the drain ate the byte that would have woken
+# the wait, and watch slept until the next scheduled check).
+_SIGNAL_BEFORE_DRAIN = """
+import os, signal, sys, time
+import zerodrift.detect.watch as watch
+from tests.support.unsafe_cli import main, set_verifier_factory, unsafe
+
+drain = watch._drain_pipe
+sent = []
+
+def drain_after_a_signal(fd):
+    if not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+    drain(fd)
+
+watch._drain_pipe = drain_after_a_signal
+set_verifier_factory(unsafe)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_watch_stops_on_a_signal_that_arrives_while_it_drains_events(
+    rt_project: Path, cli: Any
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    args = ("-C", str(rt_project), "watch", "--env", ENV, "--interval", "3600")
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_BEFORE_DRAIN, *args],
+        cwd=Path(__file__).resolve().parents[4],
+        capture_output=True,
+        text=True,
+        timeout=60,  # the next scheduled check is an hour away
+        env=dict(os.environ),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "stopped: 1 check(s)" in done.stderr
