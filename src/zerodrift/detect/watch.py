@@ -182,18 +182,7 @@ def watch(
                     continue
                 schedule.done(content=content)
                 pending = False
-            # The signal's wake-up byte may have been drained above, after
-            # the handler set the flag: look at the flag before blocking.
-            if stop.is_set():
-                break
-            timeout = schedule.timeout()
-            ready, _, _ = select.select([files.fd, wake_read], [], [], timeout)
-            if files.fd in ready:
-                stats.file_events += 1
-                pending = True
-            if wake_read in ready:
-                _drain_pipe(wake_read)
-                pending = not stop.is_set()
+            pending = _wait(files, wake_read, stop, schedule.timeout(), stats)
     finally:
         stop.set()
         _restore_signals(previous)
@@ -201,6 +190,29 @@ def watch(
         os.close(wake_read)
         os.close(wake_write)
     return stats
+
+
+def _wait(
+    files: FileWatcher,
+    wake: int,
+    stop: threading.Event,
+    timeout: float,
+    stats: WatchStats,
+) -> bool:
+    """Wait for file events, runtime events or a signal; whether to check."""
+    # The signal's wake-up byte may have been drained before the last
+    # check, after the handler set the flag: look at the flag first.
+    if stop.is_set():
+        return False
+    ready, _, _ = select.select([files.fd, wake], [], [], timeout)
+    pending = False
+    if files.fd in ready:
+        stats.file_events += 1
+        pending = True
+    if wake in ready:
+        _drain_pipe(wake)
+        pending = not stop.is_set()
+    return pending
 
 
 class _Schedule:
