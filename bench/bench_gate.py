@@ -181,6 +181,23 @@ def parse_only(root: Path) -> None:
     list(yaml.load_all((root / "k8s.yaml").read_text()))
 
 
+def run_cli(cli: list[str], root: Path, env: dict[str, str]) -> None:
+    """Run the gate as a process; only the image rules may fail.
+
+    The process has no stand-in: the project's store is empty (nothing is
+    built here), so ``image-in-store`` fails for each image and the gate
+    exits 1; every other rule must pass.
+    """
+    done = subprocess.run(cli, cwd=root, env=env, capture_output=True, check=False)
+    if done.returncode not in {0, 1}:
+        raise SystemExit(f"gate failed ({done.returncode}): {done.stderr[-2000:]!r}")
+    failed = {
+        r["rule"] for r in json.loads(done.stdout)["results"] if r["status"] == "fail"
+    }
+    if failed - {"image-in-store"}:
+        raise SystemExit(f"unexpected gate failures: {sorted(failed)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--resources", type=int, default=1000)
@@ -235,12 +252,7 @@ def main() -> None:
         version = [sys.executable, "-m", "zerodrift", "--version"]
         pairs = [
             (
-                timed(
-                    1,
-                    lambda: subprocess.run(
-                        cli, cwd=root, env=env, check=True, capture_output=True
-                    ),
-                ),
+                timed(1, lambda: run_cli(cli, root, env)),
                 timed(
                     1, lambda: subprocess.run(version, check=True, capture_output=True)
                 ),
