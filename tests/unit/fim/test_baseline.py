@@ -189,3 +189,39 @@ def test_many_entries_are_written_in_order_and_counted(
     assert statement["entries"] == len(entries) == 2501
     names = [e.path.rsplit(b"/", 1)[-1] for e in entries[1:]]
     assert names == [b"f%05d" % i for i in range(2500)]
+
+
+@pytest.mark.parametrize("count", [2, 3, 5, 64])
+def test_shares_cut_at_whole_lines_cover_every_line_once(
+    tmp_path: Path, keys: dict[str, Any], count: int
+) -> None:
+    tree = tmp_path / "tree"
+    for folder in ("a", "b\\c", "d"):
+        (tree / folder).mkdir(parents=True)
+        for index in range(7):
+            (tree / folder / f"f{index}").write_text("x" * index)
+    path = tmp_path / "baseline.fim"
+    create_baseline(path, rules_for_paths([str(tree)]), keys["signer"], workers=1)
+    verified = open_baseline(path, [keys["key"]])
+    every = list(verified.lines())
+    cuts = verified.split(count)
+    assert 0 < len(cuts) < count
+    starts = [0, *(at for at, _ in cuts)]
+    stops = [*(at for at, _ in cuts), None]
+    shares = [list(verified.lines(a, b)) for a, b in zip(starts, stops, strict=True)]
+    assert [line for share in shares for line in share] == every
+    # Each cut's key is that of its share's first line, so a share's lines
+    # are exactly the keys from its cut to the next.
+    for (_, key), share in zip(cuts, shares[1:], strict=True):
+        first = decode_entry(share[0]).path
+        assert key == first.replace(b"/", b"\0")
+
+
+def test_a_baseline_of_one_entry_is_not_cut(
+    tmp_path: Path, keys: dict[str, Any]
+) -> None:
+    lone = tmp_path / "lone"
+    lone.write_text("one file")
+    path = tmp_path / "baseline.fim"
+    create_baseline(path, rules_for_paths([str(lone)]), keys["signer"], workers=1)
+    assert open_baseline(path, [keys["key"]]).split(4) == []

@@ -288,3 +288,52 @@ def test_the_quick_file_path_writes_the_general_line(tmp_path: Path) -> None:
     assert decode_entry(
         observe_line(os.fsencode(tagged), "sha256", bytearray(64))
     ).xattrs == {"user.zerodrift-test": "dg=="}
+
+
+def test_walks_of_adjacent_spans_add_up_to_the_whole_walk(tmp_path: Path) -> None:
+    for folder in ["a/b/c", "a/b.d", "a-", "e\\f/g", "h"]:
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "x").write_text("x")
+        (tmp_path / folder / "y.txt").write_text("y")
+    rules = rules_for_paths([str(tmp_path)])
+    whole = [item.path for item in walk(rules)]
+    # Cut at every key and at keys that fall between and inside entries.
+    keys = [sort_key(path) for path in whole]
+    cuts = keys + [key + b"\0" for key in keys] + [key + b"!" for key in keys]
+    for cut in cuts:
+        below = [item.path for item in walk(rules, span=(None, cut))]
+        above = [item.path for item in walk(rules, span=(cut, None))]
+        assert below + above == whole, cut
+        assert all(sort_key(path) < cut for path in below)
+    low, high = keys[3], keys[-4]
+    middle = [item.path for item in walk(rules, span=(low, high))]
+    assert middle == [p for p in whole if low <= sort_key(p) < high]
+
+
+def test_an_unlisted_folder_across_a_cut_is_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zerodrift.detect.fim import scanner
+
+    big = tmp_path / "big"
+    big.mkdir()
+    for index in range(6):
+        (big / f"f{index}").write_text(str(index))
+    rules = rules_for_paths([str(tmp_path)])
+    whole = [item.path for item in walk(rules)]
+    cut = sort_key(bytes(big / "f3"))
+    listing = scanner._list
+
+    def refuse_big(path: bytes) -> Any:
+        return "Permission denied" if path == bytes(big) else listing(path)
+
+    monkeypatch.setattr(scanner, "_list", refuse_big)
+    below = list(walk(rules, span=(None, cut)))
+    above = list(walk(rules, span=(cut, None)))
+    # The share holding the folder reports it; the other learns only that
+    # the folder could not be listed, so its lines there are unverifiable.
+    assert [(i.path, i.failed, i.hidden) for i in below] == [
+        (whole[0], False, False),
+        (bytes(big), True, False),
+    ]
+    assert [(i.path, i.failed, i.hidden) for i in above] == [(bytes(big), True, True)]

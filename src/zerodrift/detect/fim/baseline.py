@@ -42,8 +42,14 @@ from securesystemslib.signer import Signer
 
 from zerodrift._internal.atomic import atomic_writer
 from zerodrift._internal.canonical import canonical_json
-from zerodrift.detect.fim.entry import FIELDS, Entry, decode_entry, encode_entry
-from zerodrift.detect.fim.rules import RuleSet
+from zerodrift.detect.fim.entry import (
+    FIELDS,
+    Entry,
+    decode_entry,
+    encode_entry,
+    unescape,
+)
+from zerodrift.detect.fim.rules import RuleSet, sort_key
 from zerodrift.errors import IntegrityError, OperationalError, VerificationError
 from zerodrift.protect.dsse import (
     envelope_from_json,
@@ -228,32 +234,64 @@ class VerifiedBaseline:
         for line in self.lines():
             yield decode_entry(line)
 
-    def lines(self) -> Iterator[bytes]:
+    def lines(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
         """Stream the entry lines, re-checking the digest as they are read.
+
+        With ``start`` and ``stop`` (offsets where lines begin, from
+        :meth:`split`), only the lines between them are yielded; the whole
+        file is still hashed, so a change anywhere is noticed.
 
         Raises:
             IntegrityError: The file changed since it was verified.
         """
         digest = hashlib.sha256()
+        stop = self._end if stop is None else stop
         with _open(self.path) as handle:
             head = handle.readline()
             digest.update(head)
-            left = self._end - len(head)
+            offset = len(head)
             rest = b""
             # Blocks, not readline: this runs once per entry on every check.
-            while left > 0:
-                block = handle.read(min(left, _BLOCK))
+            while offset < self._end:
+                block = handle.read(min(self._end - offset, _BLOCK))
                 if not block:
                     break
-                left -= len(block)
                 digest.update(block)
-                lines = (rest + block).split(b"\n")
+                low, high = max(start - offset, 0), min(stop - offset, len(block))
+                offset += len(block)
+                if low >= len(block) or high <= 0:
+                    continue
+                lines = (rest + block[low:high]).split(b"\n")
                 rest = lines.pop()
                 yield from lines
             if rest:
                 yield rest
         if digest.hexdigest() != self.statement["content_sha256"]:
             raise _tampered(self.path, "it changed while it was being read")
+
+    def split(self, count: int) -> list[tuple[int, bytes]]:
+        """Where to cut the entries into ``count`` shares of similar size.
+
+        Returns the offset and sort key of each share's first line after
+        the first share (so at most ``count - 1`` cuts, fewer for small
+        baselines). The cuts are read at even byte offsets: line lengths
+        vary little, so shares get about as many entries. Any cuts give a
+        correct check (each share compares the keys between two cuts with
+        the walk of the same keys); good ones only balance the work.
+        """
+        cuts: list[tuple[int, bytes]] = []
+        with _open(self.path) as handle:
+            first = len(handle.readline())
+            for index in range(1, count):
+                handle.seek(first + (self._end - first) * index // count - 1)
+                handle.readline()  # to the start of the next whole line
+                at = handle.tell()
+                line = handle.readline()
+                if not first < at < self._end or (cuts and at <= cuts[-1][0]):
+                    continue
+                raw = line[: line.find(b"\t")]
+                cuts.append((at, sort_key(unescape(raw))))
+        return cuts
 
 
 def open_baseline(

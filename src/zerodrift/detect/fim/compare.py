@@ -26,6 +26,7 @@ from zerodrift.detect.fim.entry import (
     encode_entry,
     fingerprint,
     stat_fingerprint,
+    stat_tail,
     unescape,
 )
 from zerodrift.detect.fim.rules import ATTRIBUTES, Rule, RuleSet
@@ -144,6 +145,9 @@ def compare(
     for line, item in _merge(baseline, live):
         task = None
         if item is not None:
+            if item.hidden:  # another share's folder, unlisted: see WalkItem
+                unlisted.append(item.path + b"/")
+                continue
             stats.scanned += 1
             if not full and line is not None and _unchanged(line, item, sample, stats):
                 continue
@@ -160,24 +164,25 @@ def _unchanged(
     line: bytes, item: WalkItem, sample: frozenset[int], stats: CheckStats
 ) -> bool:
     # The fast mode's test, done here because it needs one lstat and most
-    # paths pass it: the line starts with the same path, type, mode, owner,
-    # size, inode, link count and times, and the path is not sampled.
-    if item.entry is not None:
-        if item.entry.error is not None:
+    # paths pass it: the line (whose path is the item's, as the merge
+    # paired them) goes on with the same type, mode, owner, size, inode,
+    # link count and times, and the path is not sampled.
+    entry = item.entry
+    if entry is not None:
+        if entry.error is not None:
             return False
         if sample and zlib.crc32(item.path) % BUCKETS in sample:
             stats.sampled += 1
             return False
-        return line.startswith(fingerprint(item.entry))
-    path = item.path
-    if sample and zlib.crc32(path) % BUCKETS in sample:
+        return line.startswith(fingerprint(entry))
+    if sample and zlib.crc32(item.path) % BUCKETS in sample:
         stats.sampled += 1
         return False
     try:
-        st = os.lstat(path)
+        st = os.lstat(item.path)
     except OSError:
         return False
-    return line.startswith(stat_fingerprint(path, st))
+    return line.startswith(stat_tail(st), line.index(b"\t") + 1)
 
 
 def sampled(
@@ -219,33 +224,40 @@ def sampled(
         yield from _judge(old, new, result, rules=rules, unlisted=unlisted, stats=stats)
 
 
-def _key(line: bytes) -> bytes:
-    # sort_key(line_path(line)), inlined: it runs for every baseline line.
-    raw = line[: line.index(b"\t")]
+def _key(raw: bytes) -> bytes:
+    # sort_key of a line's escaped path, inlined: it runs for many lines.
     if b"\\" in raw:
         raw = unescape(raw)
     return raw.replace(b"/", b"\x00")
 
 
 def _merge(baseline: Iterator[bytes], live: Iterator[WalkItem]) -> Iterator[Item]:
+    # Pairs lines and walked paths by sort key. Most pairs hold the same
+    # path, which a byte comparison of the line's path settles; keys are
+    # built only when the paths differ.
     line = next(baseline, None)
     item = next(live, None)
-    line_key = _key(line) if line else b""
-    item_key = item.path.replace(b"/", b"\x00") if item else b""
-    while line is not None or item is not None:
-        if item is None or (line is not None and line_key < item_key):
-            yield line, None
-            line = next(baseline, None)
-            line_key = _key(line) if line else b""
-        elif line is None or item_key < line_key:
-            yield None, item
-            item = next(live, None)
-            item_key = item.path.replace(b"/", b"\x00") if item else b""
-        else:
-            yield line, item
-            line, item = next(baseline, None), next(live, None)
-            line_key = _key(line) if line else b""
-            item_key = item.path.replace(b"/", b"\x00") if item else b""
+    while line is not None and item is not None:
+        raw = line[: line.index(b"\t")]
+        if raw != item.path:
+            line_key = _key(raw)
+            item_key = item.path.replace(b"/", b"\x00")
+            if line_key < item_key:
+                yield line, None
+                line = next(baseline, None)
+                continue
+            if item_key < line_key:
+                yield None, item
+                item = next(live, None)
+                continue
+        yield line, item
+        line, item = next(baseline, None), next(live, None)
+    while line is not None:
+        yield line, None
+        line = next(baseline, None)
+    while item is not None:
+        yield None, item
+        item = next(live, None)
 
 
 def _judge(

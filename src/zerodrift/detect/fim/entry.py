@@ -23,6 +23,7 @@ __all__ = [
     "fingerprint",
     "line_path",
     "stat_fingerprint",
+    "stat_tail",
     "unescape",
 ]
 
@@ -167,19 +168,23 @@ _TYPE_BYTES = {kind: name.encode() for kind, name in _TYPES.items()}
 def stat_fingerprint(path: bytes, st: os.stat_result) -> bytes:
     """:func:`fingerprint` of ``Entry.from_stat(path, st)``, computed directly.
 
-    The fast check calls this once per path, so it skips building an entry.
+    The fast check calls this (or :func:`stat_tail`) once per path, so it
+    skips building an entry.
     """
-    kind = _TYPE_BYTES.get(stat.S_IFMT(st.st_mode), b"unknown")
-    size = b"" if kind == b"dir" else b"%d" % st.st_size
     if b"\\" in path or b"\t" in path or b"\n" in path:
         path = escape(path)
-    return b"%b\t%b\t%d\t%d\t%d\t%b\t%d\t%d\t%d\t%d\t" % (
-        path,
+    return b"%b\t%b" % (path, stat_tail(st))
+
+
+def stat_tail(st: os.stat_result) -> bytes:
+    """:func:`stat_fingerprint` without the path and its tab."""
+    kind = _TYPE_BYTES.get(stat.S_IFMT(st.st_mode), b"unknown")
+    return b"%b\t%d\t%d\t%d\t%b\t%d\t%d\t%d\t%d\t" % (
         kind,
         stat.S_IMODE(st.st_mode),
         st.st_uid,
         st.st_gid,
-        size,
+        b"" if kind == b"dir" else b"%d" % st.st_size,
         st.st_ino,
         st.st_nlink,
         st.st_mtime_ns,

@@ -37,9 +37,9 @@ from zerodrift.detect.fim.compare import (
     observe_all,
     sampled,
 )
-from zerodrift.detect.fim.entry import decode_entry, line_path, unescape
+from zerodrift.detect.fim.entry import decode_entry
 from zerodrift.detect.fim.rules import RuleSet, sort_key
-from zerodrift.detect.fim.scanner import Entry, Pipeline, in_part, observe_path, walk
+from zerodrift.detect.fim.scanner import Entry, Pipeline, Span, observe_path, walk
 from zerodrift.detect.findings import Finding
 from zerodrift.errors import IntegrityError
 from zerodrift.state.times import utc_now
@@ -246,17 +246,17 @@ def run_check(
             verify_current(database, baseline)
         position, end = _sample_window(database, baseline, moment, full=True)
         stats, changes = _check_part(
-            baseline, rules, full=True, sample=frozenset(), workers=workers, part=None
+            baseline, rules, full=True, sample=frozenset(), workers=workers
         )
     else:
-        with _metadata_pass(baseline, rules, count) as result:
+        with _fast_shares(baseline, rules, count) as finish:
             database = opened()
             if verify:
                 verify_current(database, baseline)
             position, end = _sample_window(database, baseline, moment, full=False)
-            stats, changes = result()
-        sample = frozenset(p % BUCKETS for p in range(position + 1, end + 1))
-        _sample_pass(baseline, sample, workers, stats, changes)
+            stats, changes = finish(
+                frozenset(p % BUCKETS for p in range(position + 1, end + 1))
+            )
     report = CheckReport(
         "full" if full else "fast",
         baseline.digest,
@@ -277,18 +277,16 @@ def _check_part(
     full: bool,
     sample: frozenset[int],
     workers: int | None,
-    part: tuple[int, int] | None,
+    share: Share = (0, None, (None, None)),
 ) -> tuple[CheckStats, list[Change]]:
     stats = CheckStats()
-    lines = baseline.lines()
-    if part is not None:
-        lines = _lines_in_part(lines, rules.roots, part)
+    start, stop, span = share
     pipeline: Pipeline[Any] = Pipeline(rules.algorithm, workers)
     with pipeline:
         changes = list(
             compare(
-                lines,
-                walk(rules, on_skip=_skipper(stats), part=part),
+                baseline.lines(start, stop),
+                walk(rules, on_skip=_skipper(stats), span=span),
                 rules,
                 full=full,
                 sample=sample,
@@ -299,81 +297,96 @@ def _check_part(
     return stats, changes
 
 
-def _lines_in_part(
-    lines: Iterator[bytes], roots: list[bytes], part: tuple[int, int]
-) -> Iterator[bytes]:
-    # Lines of one subtree are contiguous, so the share of a line is decided
-    # once per top-level name and reused until the name changes; a line of
-    # the current subtree is recognised by its first bytes alone.
-    root, prefix = b"", b"\0"
-    child, keep = b"", False
-    current = b"\0"
-    for line in lines:
-        if line.startswith(current):
-            if keep:
-                yield line
-            continue
-        raw = line[: line.index(b"\t")]
-        if not raw.startswith(prefix):
-            path = line_path(line)
-            root = next((r for r in roots if _inside(path, r)), path)
-            prefix = root.rstrip(b"/") + b"/"
-            child, current = b"\0", b"\0"
-            if raw == root or not raw.startswith(prefix):
-                if in_part(path, root, part):
-                    yield line
-                continue
-        end = raw.find(b"/", len(prefix))
-        name = raw[len(prefix) :] if end < 0 else raw[len(prefix) : end]
-        if name != child:
-            child = name
-            keep = in_part(prefix + unescape(name), root, part)
-            current = prefix + name + b"/"
-        if keep:
-            yield line
+Share = tuple[int, int | None, Span]
+"""One share of a fast check: baseline offsets (start, stop) and the span
+of sort keys their lines hold (see VerifiedBaseline.split)."""
+
+
+def _shares(baseline: VerifiedBaseline, count: int) -> list[Share]:
+    cuts = baseline.split(count)
+    offsets = [0, *(at for at, _ in cuts), None]
+    keys = [None, *(key for _, key in cuts), None]
+    return [
+        (offsets[i] or 0, offsets[i + 1], (keys[i], keys[i + 1]))
+        for i in range(len(cuts) + 1)
+    ]
+
+
+def _fast_share(
+    baseline: VerifiedBaseline,
+    rules: RuleSet,
+    share: Share,
+    sample: Callable[[], frozenset[int] | None],
+) -> tuple[CheckStats, list[Change]]:
+    # Both passes of one share: lstat data first, then, once the sample
+    # buckets are known, the sampled files that pass left alone.
+    stats, changes = _check_part(
+        baseline, rules, full=False, sample=frozenset(), workers=1, share=share
+    )
+    buckets = sample()
+    if buckets:
+        _sample_pass(baseline, buckets, stats, changes, share)
+    return stats, changes
 
 
 # The fast mode's shares run in forked processes that inherit this state,
 # so nothing large is pickled; each share re-reads and re-verifies the
-# baseline's digest as it streams it.
-_shared: tuple[VerifiedBaseline, RuleSet, frozenset[int], int] | None = None
+# baseline's digest as it streams it, and takes its sample buckets from
+# the queue once the main process has read them from the database.
+_shared: tuple[VerifiedBaseline, RuleSet, list[Share], Any] | None = None
 
 
 def _run_share(index: int) -> tuple[CheckStats, list[Change]]:
     if _shared is None:
         raise RuntimeError("no shared check state in this worker")
-    baseline, rules, sample, count = _shared
-    return _check_part(
-        baseline, rules, full=False, sample=sample, workers=1, part=(index, count)
-    )
+    baseline, rules, shares, inbox = _shared
+    return _fast_share(baseline, rules, shares[index], inbox.get)
 
 
 @contextlib.contextmanager
-def _metadata_pass(
+def _fast_shares(
     baseline: VerifiedBaseline, rules: RuleSet, count: int
-) -> Iterator[Callable[[], tuple[CheckStats, list[Change]]]]:
-    """Start the fast mode's metadata pass; yield a function that awaits it.
+) -> Iterator[Callable[[frozenset[int]], tuple[CheckStats, list[Change]]]]:
+    """Start a fast check; yield a function from sample buckets to the result.
 
-    With more than one process, the pass is split by subtree (see in_part)
-    over forked processes that start at once. Leaving the block, even with
-    an error, lets them finish and end on their own: stopping them with
-    signals (``Pool.terminate``) was seen to leave a worker blocked for
-    ever; only an interrupt stops them at once.
+    With more than one process, the baseline is cut into shares of about
+    the same number of entries (:meth:`VerifiedBaseline.split`), each
+    checked by a forked process against the walk of the same span of the
+    tree; the processes start at once and wait for the sample buckets
+    after their metadata pass. Leaving the block, even with an error, lets
+    them finish and end on their own: stopping them with signals
+    (``Pool.terminate``) was seen to leave a worker blocked for ever; only
+    an interrupt stops them at once.
     """
-    if count == 1:
-        yield lambda: _check_part(
-            baseline, rules, full=False, sample=frozenset(), workers=1, part=None
+    shares = _shares(baseline, count) if count > 1 else []
+    if len(shares) < 2:
+        yield lambda sample: _fast_share(
+            baseline, rules, (0, None, (None, None)), lambda: sample
         )
         return
     global _shared  # noqa: PLW0603 - handed to forked workers, then cleared
-    _shared = (baseline, rules, frozenset(), count)
+    context = multiprocessing.get_context("fork")
+    inbox = context.SimpleQueue()
+    _shared = (baseline, rules, shares, inbox)
     gc.freeze()  # see Pipeline: forked workers then share the parent's pages
-    pool = multiprocessing.get_context("fork").Pool(count)
+    pool = context.Pool(len(shares))
+    sent = False
+
+    def finish(sample: frozenset[int]) -> tuple[CheckStats, list[Change]]:
+        nonlocal sent
+        for _ in shares:
+            inbox.put(sample)
+        sent = True
+        return _merge_shares(pending.get())
+
     try:
-        pending = pool.map_async(_run_share, range(count))
+        pending = pool.map_async(_run_share, range(len(shares)))
         try:
-            yield lambda: _merge_shares(pending.get())
+            yield finish
         finally:
+            if not sent:
+                for _ in shares:
+                    inbox.put(None)  # no sample pass: the check stopped
             pending.wait()
             pool.close()
             pool.join()
@@ -383,6 +396,7 @@ def _metadata_pass(
     finally:
         _shared = None
         gc.unfreeze()
+        inbox.close()
 
 
 def _merge_shares(
@@ -404,20 +418,19 @@ def _merge_shares(
 def _sample_pass(
     baseline: VerifiedBaseline,
     sample: frozenset[int],
-    workers: int | None,
     stats: CheckStats,
     changes: list[Change],
+    share: Share,
 ) -> None:
     """Rehash the sampled files the metadata pass left alone; add to both."""
-    if not sample:
-        return
     rules = baseline.rules
+    start, stop, _ = share
     seen = {change.path for change in changes}
-    pipeline: Pipeline[Any] = Pipeline(rules.algorithm, workers)
+    pipeline: Pipeline[Any] = Pipeline(rules.algorithm, 1)
     with pipeline:
         found = list(
             sampled(
-                baseline.lines(),
+                baseline.lines(start, stop),
                 rules,
                 sample=sample,
                 skip=seen,

@@ -17,9 +17,9 @@ import base64
 import gc
 import hashlib
 import multiprocessing
+import operator
 import os
 import stat
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from zerodrift.detect.fim.entry import Entry, encode_entry, stat_fingerprint
-from zerodrift.detect.fim.rules import Rule, RuleSet, excluded
+from zerodrift.detect.fim.rules import Rule, RuleSet, excluded, sort_key
 
 __all__ = [
     "VANISHED",
@@ -37,7 +37,7 @@ __all__ = [
     "WalkItem",
     "complete",
     "deep_observe",
-    "in_part",
+    "Span",
     "mount_points",
     "observe_line",
     "observe_path",
@@ -382,12 +382,15 @@ class WalkItem:
 
     ``entry`` is set for folders (the walker needs their ``lstat``) and for
     paths that failed (``entry.error``); other paths are observed later, by
-    a worker.
+    a worker. ``hidden`` marks a folder outside the walk's span that could
+    not be listed: not the span's to report, but its descendants inside
+    the span are unverifiable, not removed.
     """
 
     path: bytes
     rule: Rule
     entry: Entry | None = None
+    hidden: bool = False
 
     @property
     def failed(self) -> bool:
@@ -395,118 +398,125 @@ class WalkItem:
         return self.entry is not None and self.entry.error is not None
 
 
+Span = tuple[bytes | None, bytes | None]
+"""Sort keys ``(low, high)``: a walk of ``low <= key < high`` (None: no bound)."""
+
+
 def walk(
     rules: RuleSet,
     *,
     roots: list[bytes] | None = None,
     on_skip: Callable[[bytes, str], None] | None = None,
-    part: tuple[int, int] | None = None,
+    span: Span = (None, None),
 ) -> Iterator[WalkItem]:
     """Yield every watched path in baseline order, with its ``lstat`` data.
 
     Paths that vanish between listing and ``lstat`` are skipped (they are
     gone). A folder that cannot be listed is yielded with ``error`` set, so
-    the comparison can tell "unreadable" from "removed". With ``part``
-    (index, count), only that share of the tree is walked (see
-    :func:`in_part`).
+    the comparison can tell "unreadable" from "removed". With ``span``, only
+    paths whose :func:`~zerodrift.detect.fim.rules.sort_key` lies in it are
+    yielded: the walk enters the folders that lead there and stops at the
+    first key past it, so spans cut from one baseline share out the tree.
     """
     mounts = mount_points() if rules.one_filesystem else set()
+    low, high = span
     for root in rules.roots if roots is None else roots:
-        yield from _walk_root(root, rules, mounts, on_skip, part)
+        key = sort_key(root)
+        if high is not None and key >= high:
+            return
+        hidden = False
+        if low is not None and key < low:
+            if not low.startswith(key + b"\0"):
+                continue  # the whole root lies before the span
+            hidden = True
+        walker = _Walker(rules, mounts, on_skip, span)
+        yield from walker.root(root, hidden=hidden)
+        yield from walker.run()
+        if walker.past:
+            return
 
 
-def in_part(path: bytes, root: bytes, part: tuple[int, int]) -> bool:
-    """Whether ``path`` (under ``root``) belongs to share ``part`` of a walk.
-
-    The tree is split by the name of each root's children (CRC-32), so every
-    share is a set of whole subtrees and keeps the walk order; the root
-    itself belongs to share 0.
-    """
-    index, count = part
-    if path == root:
-        return index == 0
-    start = len(root.rstrip(b"/")) + 1
-    end = path.find(b"/", start)
-    child = path[start:] if end < 0 else path[start:end]
-    return zlib.crc32(child) % count == index
-
-
-def _walk_root(
-    root: bytes,
-    rules: RuleSet,
-    mounts: set[bytes],
-    on_skip: Callable[[bytes, str], None] | None,
-    part: tuple[int, int] | None = None,
-) -> Iterator[WalkItem]:
-    found = rules.lookup(root)
-    if found is None:
-        return
-    rule, pattern = found
-    try:
-        st = os.lstat(root)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        yield WalkItem(root, rule, Entry(root, "unknown", error=str(exc.strerror)))
-        return
-    entry = Entry.from_stat(root, st)
-    if entry.type != "dir":
-        if part is None or part[0] == 0:
-            yield WalkItem(root, rule)
-        return
-    walker = _Walker(rules, mounts, on_skip, st.st_dev)
-    first = walker.folder(entry, st, rule, pattern)
-    if part is None or part[0] == 0:
-        yield from first
-    else:
-        for _ in first:
-            pass
-    if part is not None and walker.stack:
-        listing, frame_rule, frame_pattern, key = walker.stack[0]
-        mine = [e for e in listing if in_part(e.path, root, part)]
-        walker.stack[0] = (iter(mine), frame_rule, frame_pattern, key)
-    while walker.stack:
-        yield from walker.step()
-
-
-_Frame = tuple[Iterator["os.DirEntry[bytes]"], Rule, Any, tuple[int, int]]
+# A folder being walked: its remaining listing, rule and exclusion pattern,
+# (device, inode), and whether a bound of the span lies inside it (only
+# then are its entries' sort keys compared with the span).
+_Frame = tuple[Iterator["os.DirEntry[bytes]"], Rule, Any, tuple[int, int], bool]
 
 
 @dataclass
 class _Walker:
-    """Depth-first walk with an explicit stack (deep trees, no recursion)."""
+    """Depth-first walk of one root with an explicit stack (no recursion)."""
 
     rules: RuleSet
     mounts: set[bytes]
     on_skip: Callable[[bytes, str], None] | None
-    device: int
+    span: Span
+    device: int = 0
+    past: bool = False
     stack: list[_Frame] = field(default_factory=list)
     ancestors: set[tuple[int, int]] = field(default_factory=set)
 
-    def step(self) -> Iterator[WalkItem]:
-        """Yield the current folder's entries up to and into its next folder."""
-        entries, rule, pattern, here = self.stack[-1]
-        rule_at = self.rules.rule_at
-        for item in entries:
-            path = item.path
-            switched = rule_at(path)
-            item_rule, item_pattern = switched if switched else (rule, pattern)
-            if item_pattern is not None and excluded(item_pattern, path):
-                continue
-            try:
-                is_dir = item.is_dir(follow_symlinks=False)
-            except OSError:
-                is_dir = False
-            if not is_dir:
-                yield WalkItem(path, item_rule)
-                continue
-            yield from self._folder_entry(item, item_rule, item_pattern)
+    def root(self, root: bytes, *, hidden: bool) -> Iterator[WalkItem]:
+        """Yield the root's own item and start walking below it."""
+        found = self.rules.lookup(root)
+        if found is None:
             return
-        self.stack.pop()
-        self.ancestors.discard(here)
+        rule, pattern = found
+        try:
+            st = os.lstat(root)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if not hidden:
+                failed = Entry(root, "unknown", error=str(exc.strerror))
+                yield WalkItem(root, rule, failed)
+            return
+        entry = Entry.from_stat(root, st)
+        if entry.type != "dir":
+            if not hidden:
+                yield WalkItem(root, rule)
+            return
+        self.device = st.st_dev
+        yield from self._folder(entry, st, rule, pattern, hidden)
+
+    def run(self) -> Iterator[WalkItem]:
+        """Yield every path below the root, depth first, in key order."""
+        stack, rule_at = self.stack, self.rules.rule_at
+        low, high = self.span
+        while stack:
+            entries, rule, pattern, here, bounded = stack[-1]
+            for item in entries:
+                path = item.path
+                switched = rule_at(path)
+                item_rule, item_pattern = switched if switched else (rule, pattern)
+                if item_pattern is not None and excluded(item_pattern, path):
+                    continue
+                hidden = False
+                if bounded:
+                    key = path.replace(b"/", b"\0")
+                    if high is not None and key >= high:
+                        self.past = True  # every later path is past the span
+                        stack.clear()
+                        return
+                    if low is not None and key < low:
+                        if not low.startswith(key + b"\0"):
+                            continue
+                        hidden = True  # a folder leading into the span
+                try:
+                    is_dir = item.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if not is_dir:
+                    if not hidden:
+                        yield WalkItem(path, item_rule)
+                    continue
+                yield from self._folder_entry(item, item_rule, item_pattern, hidden)
+                break  # into the folder just pushed, if it was
+            else:
+                stack.pop()
+                self.ancestors.discard(here)
 
     def _folder_entry(
-        self, item: os.DirEntry[bytes], rule: Rule, pattern: Any
+        self, item: os.DirEntry[bytes], rule: Rule, pattern: Any, hidden: bool
     ) -> Iterator[WalkItem]:
         path = item.path
         try:
@@ -514,18 +524,20 @@ class _Walker:
         except FileNotFoundError:
             return
         except OSError as exc:
-            failed = Entry(path, "unknown", error=str(exc.strerror))
-            yield WalkItem(path, rule, failed)
+            if not hidden:
+                failed = Entry(path, "unknown", error=str(exc.strerror))
+                yield WalkItem(path, rule, failed)
             return
         entry = Entry.from_stat(path, st)
-        if entry.type != "dir":
+        if entry.type == "dir":
+            yield from self._folder(entry, st, rule, pattern, hidden)
+        elif not hidden:
             yield WalkItem(path, rule)
-        else:
-            yield from self.folder(entry, st, rule, pattern)
 
-    def folder(
-        self, entry: Entry, st: os.stat_result, rule: Rule, pattern: Any
+    def _folder(
+        self, entry: Entry, st: os.stat_result, rule: Rule, pattern: Any, hidden: bool
     ) -> Iterator[WalkItem]:
+        # Yield a folder's own item (unless hidden) and push its listing.
         key = (st.st_dev, st.st_ino)
         reason = None
         if key in self.ancestors:
@@ -537,6 +549,8 @@ class _Walker:
         ):
             reason = "another filesystem (one_filesystem is on)"
         if reason is not None:
+            if hidden:
+                return  # the span that holds the folder reports it
             if self.on_skip is not None:
                 self.on_skip(entry.path, reason)
             yield WalkItem(entry.path, rule, entry)
@@ -544,11 +558,17 @@ class _Walker:
         listing = _list(entry.path)
         if isinstance(listing, str):
             entry.error = listing
-            yield WalkItem(entry.path, rule, entry)
+            yield WalkItem(entry.path, rule, entry, hidden)
             return
-        yield WalkItem(entry.path, rule, entry)
+        if not hidden:
+            yield WalkItem(entry.path, rule, entry)
+        inside = sort_key(entry.path) + b"\0"
+        bounded = any(b is not None and b.startswith(inside) for b in self.span)
         self.ancestors.add(key)
-        self.stack.append((iter(listing), rule, pattern, key))
+        self.stack.append((iter(listing), rule, pattern, key, bounded))
+
+
+_NAME = operator.attrgetter("name")
 
 
 def _list(path: bytes) -> list[os.DirEntry[bytes]] | str:
@@ -559,7 +579,7 @@ def _list(path: bytes) -> list[os.DirEntry[bytes]] | str:
         return []
     except OSError as exc:
         return f"cannot list folder: {exc.strerror}"
-    listing.sort(key=lambda e: e.name)
+    listing.sort(key=_NAME)
     return listing
 
 
