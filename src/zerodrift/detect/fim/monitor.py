@@ -223,10 +223,11 @@ def run_check(
 ) -> CheckReport:
     """Compare ``baseline`` with the live tree and record the run.
 
-    The fast mode runs in two passes: the metadata pass compares every
-    path's ``lstat`` data with its line (and rehashes what moved), in
-    worker processes split by subtree; the sample pass then rehashes the
-    unchanged files of this run's sample buckets. ``db`` may be a function
+    The fast mode runs in two passes, in worker processes that each take a
+    share of the baseline (see :meth:`VerifiedBaseline.split`): the
+    metadata pass compares every path's ``lstat`` data with its line (and
+    rehashes what moved); the sample pass then rehashes the unchanged
+    files of this run's sample buckets. ``db`` may be a function
     that opens the database: it is called once the metadata pass is under
     way, so loading the database layer overlaps with the walk.
 
