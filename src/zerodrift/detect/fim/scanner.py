@@ -14,6 +14,7 @@ and hands results back in walk order, so memory does not grow with the tree.
 from __future__ import annotations
 
 import base64
+import functools
 import gc
 import hashlib
 import multiprocessing
@@ -458,25 +459,9 @@ class _Walker:
     def root(self, root: bytes, *, hidden: bool) -> Iterator[WalkItem]:
         """Yield the root's own item and start walking below it."""
         found = self.rules.lookup(root)
-        if found is None:
-            return
-        rule, pattern = found
-        try:
-            st = os.lstat(root)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if not hidden:
-                failed = Entry(root, "unknown", error=str(exc.strerror))
-                yield WalkItem(root, rule, failed)
-            return
-        entry = Entry.from_stat(root, st)
-        if entry.type != "dir":
-            if not hidden:
-                yield WalkItem(root, rule)
-            return
-        self.device = st.st_dev
-        yield from self._folder(entry, st, rule, pattern, hidden)
+        if found is not None:
+            observe = functools.partial(os.lstat, root)
+            yield from self._enter(root, observe, *found, hidden, top=True)
 
     def run(self) -> Iterator[WalkItem]:
         """Yield every path below the root, depth first, in key order."""
@@ -509,18 +494,27 @@ class _Walker:
                     if not hidden:
                         yield WalkItem(path, item_rule)
                     continue
-                yield from self._folder_entry(item, item_rule, item_pattern, hidden)
+                observe = functools.partial(item.stat, follow_symlinks=False)
+                yield from self._enter(path, observe, item_rule, item_pattern, hidden)
                 break  # into the folder just pushed, if it was
             else:
                 stack.pop()
                 self.ancestors.discard(here)
 
-    def _folder_entry(
-        self, item: os.DirEntry[bytes], rule: Rule, pattern: Any, hidden: bool
+    def _enter(
+        self,
+        path: bytes,
+        observe: Callable[[], os.stat_result],
+        rule: Rule,
+        pattern: Any,
+        hidden: bool,
+        *,
+        top: bool = False,
     ) -> Iterator[WalkItem]:
-        path = item.path
+        # A path the listing says is a folder (or the root): lstat it with
+        # ``observe``, and walk it if it still is one.
         try:
-            st = item.stat(follow_symlinks=False)
+            st = observe()
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -530,6 +524,8 @@ class _Walker:
             return
         entry = Entry.from_stat(path, st)
         if entry.type == "dir":
+            if top:
+                self.device = st.st_dev
             yield from self._folder(entry, st, rule, pattern, hidden)
         elif not hidden:
             yield WalkItem(path, rule)
