@@ -7,9 +7,13 @@ from dataclasses import dataclass
 
 from zerodrift.spec.models import Fleet, Flow, HealthCheck
 
-__all__ = ["Problem", "check_references"]
+__all__ = ["UNISOLATING_CAPABILITIES", "Problem", "check_references"]
 
 FieldPath = tuple[str | int, ...]
+
+UNISOLATING_CAPABILITIES = frozenset({"ALL", "NET_ADMIN", "SYS_ADMIN"})
+"""Capabilities a node may not add: with them it could undo the rules that
+hold its data flows to the declared ones (ADR 0026)."""
 
 
 @dataclass(frozen=True)
@@ -26,8 +30,9 @@ def check_references(fleet: Fleet) -> list[Problem]:
 
     Checks that services name declared images, that flows name declared
     services and ports, that overrides and trust entries name declared
-    services, environments and keys, and that each health check has one
-    probe that names a declared port.
+    services, environments and keys, that each health check has one probe
+    that names a declared port, and that no service adds a capability that
+    would let its nodes undo their flow rules.
     """
     problems: list[Problem] = []
     problems += _check_services(fleet)
@@ -61,6 +66,17 @@ def _check_services(fleet: Fleet) -> list[Problem]:
             problems += _check_flow(fleet, (*base, "talks_to", index), name, flow)
         if svc.health is not None:
             problems += _check_health(base, svc.health, {p.name for p in svc.ports})
+        problems += [
+            Problem(
+                (*base, "capabilities", index),
+                f"service {name!r} asks for {cap}, with which a node could remove "
+                "the flow rules installed in its own network namespace",
+                "nodes may not add NET_ADMIN, SYS_ADMIN or ALL; declare the "
+                "flows the service needs with talks_to",
+            )
+            for index, cap in enumerate(svc.capabilities)
+            if cap in UNISOLATING_CAPABILITIES
+        ]
     return problems
 
 

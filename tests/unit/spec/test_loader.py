@@ -387,3 +387,33 @@ def test_diagnostics_list_every_problem_with_location(tmp_path: Path) -> None:
             "hint": SPELLING,
         },
     ]
+
+
+@pytest.mark.parametrize("cap", ["NET_ADMIN", "SYS_ADMIN", "ALL"])
+def test_capabilities_that_undo_flow_rules_are_refused(
+    tmp_path: Path, cap: str
+) -> None:
+    text = (
+        HEAD
+        + IMAGE
+        + "services:\n  web:\n    image: app\n"
+        + f"    capabilities: [NET_BIND_SERVICE, {cap}]\n"
+    )
+    loc, message, hint = only_problem(tmp_path, text)
+    assert message == (
+        f"service 'web' asks for {cap}, with which a node could remove the flow "
+        "rules installed in its own network namespace"
+    )
+    assert (loc.line, loc.field) == (8, "services.web.capabilities.1")
+    assert hint is not None
+    assert "talks_to" in hint
+
+
+def test_other_added_capabilities_are_accepted(tmp_path: Path) -> None:
+    text = (
+        HEAD
+        + IMAGE
+        + "services:\n  web:\n    image: app\n    capabilities: [NET_BIND_SERVICE]\n"
+    )
+    spec = load_text(tmp_path, text)
+    assert spec.fleet.services["web"].capabilities == ["NET_BIND_SERVICE"]
