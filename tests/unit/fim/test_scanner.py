@@ -337,3 +337,37 @@ def test_an_unlisted_folder_across_a_cut_is_reported_once(
         (bytes(big), True, False),
     ]
     assert [(i.path, i.failed, i.hidden) for i in above] == [(bytes(big), True, True)]
+
+
+def test_spans_add_up_with_several_roots_nested_rules_and_excludes(
+    tmp_path: Path,
+) -> None:
+    from zerodrift.detect.fim.rules import RuleSet
+
+    for folder in ["etc/app/conf.d", "etc/skip", "usr/lib/py/cache", "usr/lib/x"]:
+        (tmp_path / folder).mkdir(parents=True)
+        for name in ["a", "b.pyc", "c.gz"]:
+            (tmp_path / folder / name).write_text(name)
+    (tmp_path / "lone").write_text("a root that is a file")
+    skip = str(tmp_path / "etc/skip")
+    rules = RuleSet.from_dict(
+        {
+            "version": 1,
+            "exclude": ["*.pyc"],
+            "paths": [
+                {"path": str(tmp_path / "etc"), "exclude": [skip]},
+                {"path": str(tmp_path / "etc/app"), "severity": "high"},
+                {"path": str(tmp_path / "usr/lib"), "exclude": ["*.gz"]},
+                {"path": str(tmp_path / "usr/lib/py"), "severity": "low"},
+                {"path": str(tmp_path / "lone")},
+            ],
+        }
+    )
+    whole = [(item.path, item.rule.path) for item in walk(rules)]
+    assert len(whole) > 10
+    assert not any(path.endswith((b".pyc", b"/skip")) for path, _ in whole)
+    keys = [sort_key(path) for path, _ in whole]
+    for cut in keys + [key + b"\0" for key in keys] + [b"\0", b"\xff"]:
+        below = [(i.path, i.rule.path) for i in walk(rules, span=(None, cut))]
+        above = [(i.path, i.rule.path) for i in walk(rules, span=(cut, None))]
+        assert below + above == whole, cut
