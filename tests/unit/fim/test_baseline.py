@@ -225,3 +225,33 @@ def test_a_baseline_of_one_entry_is_not_cut(
     path = tmp_path / "baseline.fim"
     create_baseline(path, rules_for_paths([str(lone)]), keys["signer"], workers=1)
     assert open_baseline(path, [keys["key"]]).split(4) == []
+
+
+def test_a_sample_is_the_lines_of_its_buckets_in_every_share(
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "tree"
+    for folder in range(9):
+        (tree / f"d{folder}").mkdir(parents=True)
+        for index in range(13):
+            (tree / f"d{folder}" / f"f{index}").write_text("x" * index)
+    path = tmp_path / "baseline.fim"
+    create_baseline(path, rules_for_paths([str(tree)]), keys["signer"], workers=1)
+    verified = open_baseline(path, [keys["key"]])
+    every = list(verified.lines())
+    # Small blocks, so lines and shares straddle block ends.
+    monkeypatch.setattr(baseline_module, "_BLOCK", 97)
+    for buckets in (frozenset({0}), frozenset({2, 5}), frozenset(range(7))):
+        want = [line for n, line in enumerate(every) if n % 7 in buckets]
+        assert list(verified.sample(buckets, 7)) == want
+        for count in (2, 3, 5):
+            cuts = [at for at, _ in verified.split(count)]
+            starts, stops = [0, *cuts], [*cuts, None]
+            got = [
+                line
+                for a, b in zip(starts, stops, strict=True)
+                for line in verified.sample(buckets, 7, a, b)
+            ]
+            assert got == want, (buckets, count)
+            shares = zip(starts, stops, strict=True)
+            assert [line for a, b in shares for line in verified.lines(a, b)] == every

@@ -248,7 +248,6 @@ def test_a_path_vanishing_between_walk_and_read_is_removed(tmp_path: Path) -> No
                 iter(walked),
                 rules,
                 full=True,
-                sample=frozenset(),
                 pipeline=pipeline,
                 stats=CheckStats(),
             )

@@ -269,6 +269,52 @@ class VerifiedBaseline:
         if digest.hexdigest() != self.statement["content_sha256"]:
             raise _tampered(self.path, "it changed while it was being read")
 
+    def sample(
+        self,
+        buckets: frozenset[int],
+        count: int,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> Iterator[bytes]:
+        """Stream the lines whose line number falls in ``buckets``.
+
+        Entry lines are numbered from 0 in the file; line ``n`` is in
+        bucket ``n % count``. Only lines between ``start`` and ``stop``
+        (see :meth:`lines`) are yielded, numbered as in the whole file. The
+        selection is done by slicing, not line by line, and the whole file
+        is hashed, as :meth:`lines` does.
+
+        Raises:
+            IntegrityError: The file changed since it was verified.
+        """
+        digest = hashlib.sha256()
+        stop = self._end if stop is None else stop
+        number = 0  # of the first line of the next piece
+        with _open(self.path) as handle:
+            head = handle.readline()
+            digest.update(head)
+            offset = len(head)
+            rest = b""
+            while offset < self._end:
+                block = handle.read(min(self._end - offset, _BLOCK))
+                if not block:
+                    break
+                digest.update(block)
+                low, high = max(start - offset, 0), min(stop - offset, len(block))
+                if low > 0:
+                    number += block.count(b"\n", 0, min(low, len(block)))
+                offset += len(block)
+                if low >= len(block) or high <= 0:
+                    continue
+                lines = (rest + block[low:high]).split(b"\n")
+                rest = lines.pop()
+                yield from _pick(lines, number, buckets, count)
+                number += len(lines)
+            if rest:
+                yield from _pick([rest], number, buckets, count)
+        if digest.hexdigest() != self.statement["content_sha256"]:
+            raise _tampered(self.path, "it changed while it was being read")
+
     def split(self, count: int) -> list[tuple[int, bytes]]:
         """Where to cut the entries into ``count`` shares of similar size.
 
@@ -292,6 +338,18 @@ class VerifiedBaseline:
                 raw = line[: line.find(b"\t")]
                 cuts.append((at, sort_key(unescape(raw))))
         return cuts
+
+
+def _pick(
+    lines: list[bytes], number: int, buckets: frozenset[int], count: int
+) -> list[bytes]:
+    # The lines of ``buckets`` among ``lines``, whose first is line ``number``.
+    chosen = sorted(
+        index
+        for bucket in buckets
+        for index in range((bucket - number) % count, len(lines), count)
+    )
+    return [lines[index] for index in chosen]
 
 
 def open_baseline(

@@ -14,7 +14,6 @@ attribute always moves ctime). ``--full`` rehashes and re-reads everything.
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,20 +38,15 @@ __all__ = [
     "CheckStats",
     "compare",
     "judge",
-    "sample_bucket",
     "sampled",
 ]
 
 BUCKETS = 256
-"""The sample space of the fast mode: each path falls in one bucket."""
+"""The sample space of the fast mode: each baseline entry falls in one
+bucket, its line number modulo ``BUCKETS`` (see VerifiedBaseline.sample)."""
 
 _DIR_SKIP = frozenset({"size", "mtime", "ctime", "nlink"})
 _IDENTITY = ("inode", "size", "mtime", "ctime")
-
-
-def sample_bucket(path: bytes) -> int:
-    """The sample bucket of ``path`` (stable across runs and hosts)."""
-    return zlib.crc32(path) % BUCKETS
 
 
 @dataclass(frozen=True)
@@ -129,14 +123,14 @@ def compare(
     rules: RuleSet,
     *,
     full: bool,
-    sample: frozenset[int],
     pipeline: Pipeline[Item],
     stats: CheckStats,
 ) -> Iterator[Change]:
     """Yield every change between ``baseline`` lines and ``live``, in walk order.
 
-    In the fast mode a path whose ``lstat`` fingerprint matches its line and
-    that is not sampled is skipped here. Every other path goes to a worker,
+    In the fast mode a path whose ``lstat`` fingerprint matches its line is
+    skipped here (its content is verified when its line is sampled, see
+    :func:`sampled`). Every other path goes to a worker,
     whose complete new line is compared byte for byte with the baseline
     line; only lines that differ are decoded and compared attribute by
     attribute.
@@ -149,7 +143,7 @@ def compare(
                 unlisted.append(item.path + b"/")
                 continue
             stats.scanned += 1
-            if not full and line is not None and _unchanged(line, item, sample, stats):
+            if not full and line is not None and _unchanged(line, item):
                 continue
             task = None if item.failed else item.path
         for (old, new), result in pipeline.push((line, item), task):
@@ -160,24 +154,14 @@ def compare(
         yield from _judge(old, new, result, rules=rules, unlisted=unlisted, stats=stats)
 
 
-def _unchanged(
-    line: bytes, item: WalkItem, sample: frozenset[int], stats: CheckStats
-) -> bool:
+def _unchanged(line: bytes, item: WalkItem) -> bool:
     # The fast mode's test, done here because it needs one lstat and most
     # paths pass it: the line (whose path is the item's, as the merge
     # paired them) goes on with the same type, mode, owner, size, inode,
-    # link count and times, and the path is not sampled.
+    # link count and times.
     entry = item.entry
     if entry is not None:
-        if entry.error is not None:
-            return False
-        if sample and zlib.crc32(item.path) % BUCKETS in sample:
-            stats.sampled += 1
-            return False
-        return line.startswith(fingerprint(entry))
-    if sample and zlib.crc32(item.path) % BUCKETS in sample:
-        stats.sampled += 1
-        return False
+        return entry.error is None and line.startswith(fingerprint(entry))
     try:
         st = os.lstat(item.path)
     except OSError:
@@ -189,12 +173,11 @@ def sampled(
     baseline: Iterator[bytes],
     rules: RuleSet,
     *,
-    sample: frozenset[int],
     skip: set[bytes],
     pipeline: Pipeline[Item],
     stats: CheckStats,
 ) -> Iterator[Change]:
-    """Rehash the baseline's entries in ``sample`` buckets; yield changes.
+    """Rehash the files of ``baseline`` lines (this run's sample); yield changes.
 
     The fast mode's second pass: the first compared ``lstat`` data only,
     so this one verifies content behind unchanged metadata. Entries whose
@@ -205,7 +188,7 @@ def sampled(
     for line in baseline:
         raw = line[: line.index(b"\t")]
         path = unescape(raw) if b"\\" in raw else raw
-        if zlib.crc32(path) % BUCKETS not in sample or path in skip:
+        if path in skip:
             continue
         try:
             st = os.lstat(path)

@@ -246,9 +246,7 @@ def run_check(
         if verify:
             verify_current(database, baseline)
         position, end = _sample_window(database, baseline, moment, full=True)
-        stats, changes = _check_part(
-            baseline, rules, full=True, sample=frozenset(), workers=workers
-        )
+        stats, changes = _check_part(baseline, rules, full=True, workers=workers)
     else:
         with _fast_shares(baseline, rules, count) as finish:
             database = opened()
@@ -276,7 +274,6 @@ def _check_part(
     rules: RuleSet,
     *,
     full: bool,
-    sample: frozenset[int],
     workers: int | None,
     share: Share = (0, None, (None, None)),
 ) -> tuple[CheckStats, list[Change]]:
@@ -290,7 +287,6 @@ def _check_part(
                 walk(rules, on_skip=_skipper(stats), span=span),
                 rules,
                 full=full,
-                sample=sample,
                 pipeline=pipeline,
                 stats=stats,
             )
@@ -321,9 +317,7 @@ def _fast_share(
 ) -> tuple[CheckStats, list[Change]]:
     # Both passes of one share: lstat data first, then, once the sample
     # buckets are known, the sampled files that pass left alone.
-    stats, changes = _check_part(
-        baseline, rules, full=False, sample=frozenset(), workers=1, share=share
-    )
+    stats, changes = _check_part(baseline, rules, full=False, workers=1, share=share)
     buckets = sample()
     if buckets:
         _sample_pass(baseline, buckets, stats, changes, share)
@@ -431,9 +425,8 @@ def _sample_pass(
     with pipeline:
         found = list(
             sampled(
-                baseline.lines(start, stop),
+                baseline.sample(sample, BUCKETS, start, stop),
                 rules,
-                sample=sample,
                 skip=seen,
                 pipeline=pipeline,
                 stats=stats,
