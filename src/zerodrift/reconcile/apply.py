@@ -96,6 +96,7 @@ class Executor:
         secrets: Reads secret values at creation time.
         record: Appends to the audit trail.
         progress: Receives one line per step, for people.
+        fleet: The fleet's name (its networks are the ones cleaned up).
         poll: Seconds between health probes.
     """
 
@@ -107,9 +108,11 @@ class Executor:
         record: Record,
         progress: Progress,
         *,
+        fleet: str,
         poll: float = 0.1,
     ) -> None:
         self.backend = backend
+        self.fleet = fleet
         self.journal = journal
         self.secrets = secrets
         self.record = record
@@ -415,7 +418,7 @@ class Executor:
     def _clean_up(self, desired: Sequence[DesiredService]) -> None:
         wanted = {net for d in desired for net in d.config["networks"]}
         try:
-            self.backend.clean_up(self.environment, wanted)
+            self.backend.clean_up(self.environment, wanted, self.fleet)
         except OperationalError as exc:
             _logger.warning("clean-up after apply failed: %s", exc.message)
 

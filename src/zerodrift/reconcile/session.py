@@ -268,7 +268,12 @@ class Session:
         try:
             self._prepare_images(plan, desired, progress)
             executor = Executor(
-                self.backend, journal, self.secrets, self.record, progress
+                self.backend,
+                journal,
+                self.secrets,
+                self.record,
+                progress,
+                fleet=self.fleet.name,
             )
             result = executor.apply(plan, desired)
         except BaseException as exc:

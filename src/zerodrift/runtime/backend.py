@@ -220,5 +220,11 @@ class RuntimeBackend(Protocol):
             IntegrityError: The runtime stored a different digest.
         """
 
-    def clean_up(self, environment: str, keep_networks: Iterable[str]) -> None:
-        """Remove the environment's unused networks and orphaned secrets."""
+    def clean_up(
+        self, environment: str, keep_networks: Iterable[str], fleet: str
+    ) -> None:
+        """Remove the fleet's unused networks and orphaned node secrets.
+
+        Only ``fleet``'s networks in ``environment`` are considered: other
+        fleets may have an environment of the same name on the runtime.
+        """

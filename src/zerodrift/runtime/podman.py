@@ -31,6 +31,7 @@ from zerodrift.runtime._netns import probe_in_netns
 from zerodrift.runtime._spec import LABEL_SECRET_ENV, spec_generator
 from zerodrift.runtime.backend import (
     LABEL_ENVIRONMENT,
+    LABEL_FLEET,
     LABEL_MANAGED,
     ActualNode,
     FileChange,
@@ -519,12 +520,17 @@ class PodmanBackend:
             )
         self._networks.add(name)
 
-    def networks(self, environment: str) -> list[str]:
-        """Names of the networks zerodrift created for ``environment``."""
+    def networks(self, environment: str, fleet: str | None = None) -> list[str]:
+        """Names of the networks zerodrift created for ``environment``.
+
+        With ``fleet``, only that fleet's: other fleets may have an
+        environment of the same name on this podman.
+        """
+        labels = [f"{LABEL_ENVIRONMENT}={environment}"]
+        if fleet is not None:
+            labels.append(f"{LABEL_FLEET}={fleet}")
         items = self.client.json(
-            "GET",
-            "/networks/json",
-            params={"filters": {"label": [f"{LABEL_ENVIRONMENT}={environment}"]}},
+            "GET", "/networks/json", params={"filters": {"label": labels}}
         )
         return sorted(item["name"] for item in items or [])
 
@@ -535,10 +541,12 @@ class PodmanBackend:
         )
         self._networks.discard(name)
 
-    def clean_up(self, environment: str, keep_networks: Iterable[str]) -> None:
-        """Remove the environment's unused networks and orphaned secrets."""
+    def clean_up(
+        self, environment: str, keep_networks: Iterable[str], fleet: str
+    ) -> None:
+        """Remove the fleet's unused networks and orphaned secrets."""
         keep = set(keep_networks)
-        for net in self.networks(environment):
+        for net in self.networks(environment, fleet):
             if net not in keep:
                 self.remove_network(net)
         self.remove_orphan_secrets({n.name for n in self.list_nodes()})
@@ -594,7 +602,7 @@ class PodmanBackend:
         return mounts, env
 
 
-_NETWORK_LABELS = {LABEL_MANAGED, LABEL_ENVIRONMENT, "io.zerodrift.fleet"}
+_NETWORK_LABELS = {LABEL_MANAGED, LABEL_ENVIRONMENT, LABEL_FLEET}
 
 
 def _redact(inspect: dict[str, Any]) -> dict[str, Any]:

@@ -272,3 +272,28 @@ def test_check_reports_flow_rules_changed_in_place(
     web = _nodes(backend, rt_project)["web"]
     ok, out = _talk(backend, api, web, 8080)
     assert not ok, out
+
+
+def test_apply_cleans_up_only_its_own_fleets_networks(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    fleet = next(
+        line.split(":", 1)[1].strip()
+        for line in (rt_project / "fleet.yaml").read_text().splitlines()
+        if line.startswith("name:")
+    )
+    labels = {"io.zerodrift.managed": "true", "io.zerodrift.environment": ENV}
+    # Unused networks of the same environment name: one of another fleet on
+    # this podman, one of this fleet that no declared flow needs any more.
+    other = f"zd-other{fleet}-{ENV}-a-to-b"
+    stale = f"zd-{fleet}-{ENV}-gone-to-away"
+    backend.ensure_network(other, {**labels, "io.zerodrift.fleet": f"other{fleet}"})
+    backend.ensure_network(stale, {**labels, "io.zerodrift.fleet": fleet})
+    try:
+        assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+        left = backend.networks(ENV)
+        assert other in left
+        assert stale not in left
+        assert f"zd-{fleet}-{ENV}-web-to-api" in left
+    finally:
+        backend.remove_network(other)
