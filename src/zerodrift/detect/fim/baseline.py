@@ -244,30 +244,8 @@ class VerifiedBaseline:
         Raises:
             IntegrityError: The file changed since it was verified.
         """
-        digest = hashlib.sha256()
-        stop = self._end if stop is None else stop
-        with _open(self.path) as handle:
-            head = handle.readline()
-            digest.update(head)
-            offset = len(head)
-            rest = b""
-            # Blocks, not readline: this runs once per entry on every check.
-            while offset < self._end:
-                block = handle.read(min(self._end - offset, _BLOCK))
-                if not block:
-                    break
-                digest.update(block)
-                low, high = max(start - offset, 0), min(stop - offset, len(block))
-                offset += len(block)
-                if low >= len(block) or high <= 0:
-                    continue
-                lines = (rest + block[low:high]).split(b"\n")
-                rest = lines.pop()
-                yield from lines
-            if rest:
-                yield rest
-        if digest.hexdigest() != self.statement["content_sha256"]:
-            raise _tampered(self.path, "it changed while it was being read")
+        for _, lines in self._blocks(start, stop):
+            yield from lines
 
     def sample(
         self,
@@ -281,15 +259,24 @@ class VerifiedBaseline:
         Entry lines are numbered from 0 in the file; line ``n`` is in
         bucket ``n % count``. Only lines between ``start`` and ``stop``
         (see :meth:`lines`) are yielded, numbered as in the whole file. The
-        selection is done by slicing, not line by line, and the whole file
-        is hashed, as :meth:`lines` does.
+        selection is done by slicing, not line by line.
 
         Raises:
             IntegrityError: The file changed since it was verified.
         """
+        for number, lines in self._blocks(start, stop):
+            yield from _pick(lines, number, buckets, count)
+
+    def _blocks(
+        self, start: int, stop: int | None
+    ) -> Iterator[tuple[int, list[bytes]]]:
+        # The whole lines between start and stop, a block's worth at a time,
+        # each group with the number of its first line. Blocks, not
+        # readline: this runs once per entry on every check. The whole file
+        # is hashed, and checked against the signed digest at the end.
         digest = hashlib.sha256()
         stop = self._end if stop is None else stop
-        number = 0  # of the first line of the next piece
+        number = 0
         with _open(self.path) as handle:
             head = handle.readline()
             digest.update(head)
@@ -302,16 +289,16 @@ class VerifiedBaseline:
                 digest.update(block)
                 low, high = max(start - offset, 0), min(stop - offset, len(block))
                 if low > 0:
-                    number += block.count(b"\n", 0, min(low, len(block)))
+                    number += block.count(b"\n", 0, low)
                 offset += len(block)
                 if low >= len(block) or high <= 0:
                     continue
                 lines = (rest + block[low:high]).split(b"\n")
                 rest = lines.pop()
-                yield from _pick(lines, number, buckets, count)
+                yield number, lines
                 number += len(lines)
             if rest:
-                yield from _pick([rest], number, buckets, count)
+                yield number, [rest]
         if digest.hexdigest() != self.statement["content_sha256"]:
             raise _tampered(self.path, "it changed while it was being read")
 
