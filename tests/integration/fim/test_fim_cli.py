@@ -150,6 +150,10 @@ def test_ocsf_lines_one_per_change(fim: Any, tree: Path) -> None:
 
 def test_table_output_names_mode_and_counts(fim: Any, tree: Path) -> None:
     assert fim("init", str(tree)).code == 0
+    clean = fim("check")
+    assert clean.code == 0
+    assert clean.out == "FIM fast check: no changes\n"
+    assert "added 0, removed 0, changed 0, unverifiable 0" in clean.err
     (tree / "etc" / "app" / "conf12").write_text("z\n")
     result = fim("check", "--full")
     assert result.code == 1

@@ -336,19 +336,25 @@ def _render(fmt: str, report: CheckReport, findings: list[Any]) -> None:
     if fmt == "ocsf":
         emit_jsonl(_ocsf(to_ocsf(f, resource_type="file")) for f in findings)
         return
-    table(
-        f"FIM {report.mode} check: {len(report.changes)} change(s)",
-        ["kind", "severity", "path", "what (baseline→now)"],
-        _rows(report),
-    )
     counts = report.counts()
-    err_console().print(
+    summary = (
         f"mode {report.mode}: {report.stats.scanned} entries, "
         f"{report.stats.hashed} hashed ({report.stats.sampled} sampled) in "
         f"{report.seconds:.2f} s; added {counts['added']}, removed "
         f"{counts['removed']}, changed {counts['changed']}, unverifiable "
         f"{counts['unverifiable']}"
     )
+    if not report.changes:
+        # Plain text: the common answer should not wait for rich to load.
+        sys.stdout.write(f"FIM {report.mode} check: no changes\n")
+        sys.stderr.write(summary + "\n")
+        return
+    table(
+        f"FIM {report.mode} check: {len(report.changes)} change(s)",
+        ["kind", "severity", "path", "what (baseline→now)"],
+        _rows(report),
+    )
+    err_console().print(summary)
 
 
 def _ocsf(event: dict[str, Any]) -> dict[str, Any]:
