@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -255,3 +257,36 @@ def test_a_sample_is_the_lines_of_its_buckets_in_every_share(
             assert got == want, (buckets, count)
             shares = zip(starts, stops, strict=True)
             assert [line for a, b in shares for line in verified.lines(a, b)] == every
+
+
+class _CountingReader(io.BytesIO):
+    """A file whose reads are recorded."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.sizes: list[int] = []
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.sizes.append(-1 if size is None else size)
+        return super().read(size)
+
+
+def test_digests_are_computed_in_bounded_reads(
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A baseline of millions of entries must never be read whole.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for index in range(300):
+        (tree / f"file-with-a-long-name-{index:04}").write_text(str(index))
+    path = tmp_path / "baseline.fim"
+    create_baseline(path, rules_for_paths([str(tree)]), keys["signer"], workers=1)
+    data = path.read_bytes()
+    assert len(data) > 10 * 1024
+    monkeypatch.setattr(baseline_module, "_CHUNK", 1024)
+    handle = _CountingReader(data)
+    content, whole = baseline_module._digest_prefix(handle, 2048)
+    assert handle.sizes
+    assert all(0 < size <= 1024 for size in handle.sizes), sorted(set(handle.sizes))
+    assert content == hashlib.sha256(data[:2048]).hexdigest()
+    assert whole == "sha256:" + hashlib.sha256(data).hexdigest()

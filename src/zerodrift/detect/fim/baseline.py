@@ -74,6 +74,7 @@ VERSION = 1
 PAYLOAD_TYPE = "application/vnd.zerodrift.fim-baseline.v1+json"
 _TAIL = 1 << 16
 _BLOCK = 1 << 18
+_CHUNK = 1 << 20
 _GROUP = 1024
 
 
@@ -440,16 +441,19 @@ def _statement(payload: bytes, path: Path) -> dict[str, Any]:
 
 
 def _digest_prefix(handle: IO[bytes], end: int) -> tuple[str, str]:
+    # SHA-256 of the first ``end`` bytes and of the whole file, read in
+    # chunks: a baseline of a million entries is about 180 MB.
     content = hashlib.sha256()
     left = end
     while left > 0:
-        chunk = handle.read(min(left, 1 << 20))
+        chunk = handle.read(min(left, _CHUNK))
         if not chunk:
             break
         content.update(chunk)
         left -= len(chunk)
     whole = content.copy()
-    whole.update(handle.read())
+    while chunk := handle.read(_CHUNK):
+        whole.update(chunk)
     return content.hexdigest(), "sha256:" + whole.hexdigest()
 
 
