@@ -248,6 +248,34 @@ class VerifiedBaseline:
         for _, lines in self._blocks(start, stop):
             yield from lines
 
+    def index(self, handle: IO[bytes]) -> dict[bytes, int]:
+        """Map each path to the offset of its line in ``handle``.
+
+        ``handle`` is this file, open for reading; it is hashed as it is
+        indexed, so the offsets are known to point into the verified entries
+        even if the file at :attr:`path` was replaced since verification.
+
+        Raises:
+            IntegrityError: The open file's entries are not the verified ones.
+        """
+        index: dict[bytes, int] = {}
+        digest = hashlib.sha256()
+        handle.seek(0)
+        offset = 0
+        for line in handle:
+            if offset >= self._end:
+                break
+            digest.update(line)
+            if offset:
+                index[decode_entry(line).path] = offset
+            offset += len(line)
+        if (
+            offset != self._end
+            or digest.hexdigest() != self.statement["content_sha256"]
+        ):
+            raise _tampered(self.path, "it was replaced after it was verified")
+        return index
+
     def sample(
         self,
         buckets: frozenset[int],

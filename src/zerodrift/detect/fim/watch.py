@@ -29,7 +29,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
@@ -43,7 +42,7 @@ from zerodrift.errors import IntegrityError, OperationalError
 if TYPE_CHECKING:
     from zerodrift._cli.context import Context
 
-__all__ = ["Fanotify", "Inotify", "Watcher", "baseline_index", "change_for"]
+__all__ = ["Fanotify", "Inotify", "Watcher", "change_for"]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
@@ -262,21 +261,8 @@ class Inotify:
         os.close(self.fd)
 
 
-def _file_identity(path: Path) -> tuple[int, int, int]:
-    st = path.stat()
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def baseline_index(baseline: VerifiedBaseline) -> dict[bytes, int]:
-    """Map each baseline path to the offset of its line in the file."""
-    index: dict[bytes, int] = {}
-    with baseline.path.open("rb") as handle:
-        start = len(handle.readline())
-        while start < baseline.content_end:
-            line = handle.readline()
-            index[decode_entry(line).path] = start
-            start += len(line)
-    return index
 
 
 def change_for(path: bytes, base: Entry | None, rules: RuleSet) -> Change | None:
@@ -305,7 +291,20 @@ def change_for(path: bytes, base: Entry | None, rules: RuleSet) -> Change | None
 
 @dataclass
 class Watcher:
-    """The ``fim watch`` loop: events, comparisons, scheduled full checks."""
+    """The ``fim watch`` loop: events, comparisons, scheduled full checks.
+
+    The baseline file is held open from its verification on, and entries
+    are read from that open file: a file renamed over it (as ``fim update``
+    does) is verified and loaded before it is used, never read in between.
+
+    Attributes:
+        reload: Opens and verifies the baseline file again when it was
+            replaced; without it, a replaced baseline stops the watch.
+        record_grace: Seconds a replacement may stay signed but unrecorded.
+            ``fim update`` renames the new file into place and then records
+            it in the database; until the record is written, the watch
+            goes on with the baseline it holds.
+    """
 
     ctx: Context
     baseline: VerifiedBaseline
@@ -313,23 +312,30 @@ class Watcher:
     interval: float
     emit: Callable[[list[Change]], None] | None = None
     reload: Callable[[], VerifiedBaseline] | None = None
+    record_grace: float = 5.0
     _stop: bool = False
     _reported: dict[bytes, Any] = field(default_factory=dict)
     _index: dict[bytes, int] = field(default_factory=dict)
+    _handle: IO[bytes] | None = None
     _identity: tuple[int, int, int] = (0, 0, 0)
+    _unrecorded_since: float | None = None
 
     def run(self) -> int:
-        """Watch until SIGTERM or Ctrl-C; return the exit code (0).
+        """Watch until :meth:`stop`, SIGTERM or Ctrl-C; return the exit code (0).
 
         Raises:
             VerificationError: The baseline was replaced by one that fails
                 verification (the watch stops loudly).
-            IntegrityError: Likewise, for a modified baseline.
+            IntegrityError: Likewise, for a modified baseline, or one that
+                was not recorded within :attr:`record_grace`.
         """
         rules = self.baseline.rules
         self._load(self.baseline)
-        index = self._index
-        source = self._open_source(rules)
+        try:
+            source = self._open_source(rules)
+        except BaseException:
+            self._release()
+            raise
         previous = signal.signal(signal.SIGTERM, self._on_term)
         sys.stderr.write(
             f"fim: watching {len(rules.roots)} root(s) with {source.name}; "
@@ -337,15 +343,20 @@ class Watcher:
         )
         sys.stderr.flush()
         try:
-            self._loop(source, index, rules)
+            self._loop(source, rules)
         finally:
             signal.signal(signal.SIGTERM, previous)
             source.close()
+            self._release()
         sys.stderr.write("fim: watch stopped\n")
         return 0
 
-    def _on_term(self, _signum: int, _frame: FrameType | None) -> None:
+    def stop(self) -> None:
+        """Ask the loop to end; it does within half a second."""
         self._stop = True
+
+    def _on_term(self, _signum: int, _frame: FrameType | None) -> None:
+        self.stop()
 
     def _open_source(self, rules: RuleSet) -> Fanotify | Inotify:
         roots = rules.roots
@@ -367,9 +378,7 @@ class Watcher:
                 reference="fim-watch-inotify",
             ) from exc
 
-    def _loop(
-        self, source: Fanotify | Inotify, index: dict[bytes, int], rules: RuleSet
-    ) -> None:
+    def _loop(self, source: Fanotify | Inotify, rules: RuleSet) -> None:
         due = time.monotonic() + self.interval
         while not self._stop:
             timeout = max(0.0, min(0.5, due - time.monotonic()))
@@ -381,10 +390,15 @@ class Watcher:
                 touched = self._drain(source)
                 if OVERFLOW in touched:
                     due = 0.0
-                self._compare(touched - {OVERFLOW}, index, rules)
+                self._compare(touched - {OVERFLOW}, rules)
             if time.monotonic() >= due and not self._stop:
-                self._full_check()
-                due = time.monotonic() + self.interval
+                # A replacement still waiting for its record postpones the
+                # full check: it would read the file at the path.
+                if self._check_current():
+                    self._full_check()
+                    due = time.monotonic() + self.interval
+                else:
+                    due = time.monotonic() + 0.5
 
     def _drain(self, source: Fanotify | Inotify) -> set[bytes]:
         touched: set[bytes] = set(source.read())
@@ -396,48 +410,79 @@ class Watcher:
         return touched
 
     def _load(self, baseline: VerifiedBaseline) -> None:
+        handle = baseline.path.open("rb")
+        try:
+            index = baseline.index(handle)
+        except BaseException:
+            handle.close()
+            raise
+        self._release()
         self.baseline = baseline
-        self._index = baseline_index(baseline)
-        self._identity = _file_identity(baseline.path)
+        self._handle = handle
+        self._index = index
+        self._identity = _identity(os.fstat(handle.fileno()))
 
-    def _check_current(self) -> None:
-        # 'fim update' replaces the baseline file while the watch runs: the
-        # line index is then stale, and the new file must be verified too.
-        if _file_identity(self.baseline.path) == self._identity:
-            return
+    def _release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def _check_current(self) -> bool:
+        """Load a replaced baseline; False while a replacement awaits its record.
+
+        Raises:
+            IntegrityError: The baseline changed and no ``reload`` is set, or
+                the replacement stayed unrecorded beyond the grace period.
+            VerificationError: The replacement fails verification.
+        """
+        if _identity(self.baseline.path.stat()) == self._identity:
+            self._unrecorded_since = None
+            return True
         if self.reload is None:
             raise IntegrityError(
                 f"baseline {self.baseline.path} changed while being watched",
                 hint="restart 'zerodrift fim watch'",
                 reference="fim-baseline-changed",
             )
-        self._load(self.reload())
+        try:
+            baseline = self.reload()
+        except IntegrityError as exc:
+            if exc.reference != "fim-baseline-replaced":
+                raise
+            now = time.monotonic()
+            if self._unrecorded_since is None:
+                self._unrecorded_since = now
+            if now - self._unrecorded_since < self.record_grace:
+                return False
+            raise
+        self._unrecorded_since = None
+        self._load(baseline)
         self._reported.clear()
         sys.stderr.write("fim: baseline changed; verified and reloaded\n")
+        return True
 
-    def _compare(
-        self, paths: set[bytes], index: dict[bytes, int], rules: RuleSet
-    ) -> None:
+    def _compare(self, paths: set[bytes], rules: RuleSet) -> None:
+        # fanotify marks whole filesystems: most events are outside the rules.
+        paths = {p for p in paths if rules.lookup(p) is not None}
+        if not paths:
+            return
         self._check_current()
-        index = self._index
         changes = []
-        with self.baseline.path.open("rb") as handle:
-            for path in sorted(paths):
-                base = self._entry(handle, index.get(path))
-                change = change_for(path, base, rules)
-                state = (
-                    None if change is None else (change.kind, repr(change.attributes))
-                )
-                if self._reported.get(path) == state:
-                    continue
-                self._reported[path] = state
-                if change is not None:
-                    changes.append(change)
+        for path in sorted(paths):
+            base = self._entry(self._index.get(path))
+            change = change_for(path, base, rules)
+            state = None if change is None else (change.kind, repr(change.attributes))
+            if self._reported.get(path) == state:
+                continue
+            self._reported[path] = state
+            if change is not None:
+                changes.append(change)
         if changes:
             self._publish(changes)
 
-    def _entry(self, handle: IO[bytes], offset: int | None) -> Entry | None:
-        if offset is None:
+    def _entry(self, offset: int | None) -> Entry | None:
+        handle = self._handle
+        if offset is None or handle is None:
             return None
         handle.seek(offset)
         return decode_entry(handle.readline())
@@ -453,7 +498,6 @@ class Watcher:
     def _full_check(self) -> None:
         from zerodrift.detect.fim.monitor import run_check
 
-        self._check_current()
         try:
             report = run_check(self.ctx.db, self.baseline, full=True)
         except (IntegrityError, OperationalError) as exc:

@@ -1,0 +1,202 @@
+"""``fim watch`` while ``fim update`` replaces the baseline under it.
+
+``fim update`` renames the new signed baseline into place and then records
+it. Events that arrive between the two steps must neither stop the watch
+nor be compared with the wrong file.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+from securesystemslib.signer import CryptoSigner
+
+from zerodrift._cli.context import Context
+from zerodrift.detect.fim import (
+    Change,
+    VerifiedBaseline,
+    accept_changes,
+    create_baseline,
+    open_baseline,
+    record_baseline,
+    verify_current,
+)
+from zerodrift.detect.fim.entry import decode_entry
+from zerodrift.detect.fim.rules import rules_for_paths
+from zerodrift.detect.fim.watch import Watcher
+from zerodrift.errors import IntegrityError
+from zerodrift.protect.keys import (
+    PublicKey,
+    generate_private_key,
+    load_public_key,
+    load_signer,
+    write_keypair,
+)
+from zerodrift.state import Database
+
+
+@dataclass
+class Setup:
+    tree: Path
+    path: Path
+    db: Database
+    signer: CryptoSigner
+    key: PublicKey
+
+    def open(self) -> VerifiedBaseline:
+        baseline = open_baseline(self.path, [self.key])
+        verify_current(self.db, baseline)
+        return baseline
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    write_keypair(generate_private_key(), tmp_path / "k", tmp_path / "k.pub", b"p" * 10)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a", "b", "c", "probe"):
+        (tree / name).write_text(f"{name}\n")
+    db = Database.open(f"sqlite:///{tmp_path / 'state.db'}")
+    made = Setup(
+        tree,
+        tmp_path / "b.fim",
+        db,
+        load_signer(tmp_path / "k", b"p" * 10),
+        load_public_key("k", tmp_path / "k.pub"),
+    )
+    statement, _ = create_baseline(made.path, rules_for_paths([str(tree)]), made.signer)
+    record_baseline(db, made.path, statement)
+    try:
+        yield made
+    finally:
+        db.close()
+
+
+def _watch(
+    setup: Setup, steps: Callable[[Watcher, queue.Queue[list[Change]]], None]
+) -> Watcher:
+    """Run a watch in this thread while ``steps`` drive it from another."""
+    changes: queue.Queue[list[Change]] = queue.Queue()
+    watcher = Watcher(
+        cast(Context, SimpleNamespace(db=setup.db)),
+        setup.open(),
+        "inotify",
+        3600.0,
+        emit=changes.put,
+        reload=setup.open,
+    )
+    failures: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            steps(watcher, changes)
+        except BaseException as exc:  # re-raised in the test
+            failures.append(exc)
+        finally:
+            watcher.stop()
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    try:
+        watcher.run()
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)
+    if failures:
+        raise failures[0]
+    return watcher
+
+
+def _next(changes: queue.Queue[list[Change]], timeout: float = 10) -> dict[bytes, str]:
+    """The next reported changes, leaving out the probe file."""
+    while True:
+        found = {c.path: c.kind for c in changes.get(timeout=timeout)}
+        found = {k: v for k, v in found.items() if not k.endswith(b"/probe")}
+        if found:
+            return found
+
+
+def _settle(tree: Path, changes: queue.Queue[list[Change]]) -> None:
+    # The watch sets up its inotify watches once run() has started: touch
+    # a probe file until a change comes through.
+    for _ in range(50):
+        (tree / "probe").write_text("touched\n")
+        try:
+            changes.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        return
+    raise AssertionError("the watch reported nothing")
+
+
+def test_events_between_the_rename_and_the_record_keep_the_watch_going(
+    setup: Setup,
+) -> None:
+    tree = setup.tree
+
+    def steps(watcher: Watcher, changes: queue.Queue[list[Change]]) -> None:
+        _settle(tree, changes)
+        first = watcher.baseline
+        (tree / "a").write_text("a changed\n")
+        assert _next(changes) == {bytes(tree / "a"): "changed"}
+        # The first half of 'fim update': the new file, signed, in place.
+        statement, _ = accept_changes(first, [bytes(tree / "a")], setup.signer)
+        (tree / "b").write_text("b changed\n")
+        # Compared with the baseline the watch holds, which is still valid.
+        assert _next(changes) == {bytes(tree / "b"): "changed"}
+        assert watcher.baseline is first
+        # The second half: the record. The next event loads the new file.
+        record_baseline(setup.db, setup.path, statement)
+        (tree / "c").write_text("c changed\n")
+        assert _next(changes) == {bytes(tree / "c"): "changed"}
+        assert watcher.baseline.digest != first.digest
+        # The accepted change is part of the new baseline: undoing it is a
+        # change now.
+        (tree / "a").write_text("a\n")
+        assert _next(changes) == {bytes(tree / "a"): "changed"}
+
+    _watch(setup, steps)
+
+
+def test_a_replacement_never_recorded_stops_the_watch(setup: Setup) -> None:
+    tree = setup.tree
+
+    def steps(watcher: Watcher, changes: queue.Queue[list[Change]]) -> None:
+        watcher.record_grace = 0.5
+        _settle(tree, changes)
+        (tree / "a").write_text("a changed\n")
+        accept_changes(watcher.baseline, [bytes(tree / "a")], setup.signer)
+        (tree / "b").write_text("b changed\n")
+        assert bytes(tree / "b") in _next(changes)
+        # An event after the grace period: the watch stops loudly.
+        time.sleep(0.6)
+        (tree / "c").write_text("c changed\n")
+        with pytest.raises(queue.Empty):
+            _next(changes, timeout=2)
+
+    with pytest.raises(IntegrityError, match="not the one recorded last"):
+        _watch(setup, steps)
+
+
+def test_the_index_covers_only_the_file_that_was_verified(setup: Setup) -> None:
+    tree = setup.tree
+    baseline = setup.open()
+    with setup.path.open("rb") as handle:
+        index = baseline.index(handle)
+        for path, offset in index.items():
+            handle.seek(offset)
+            assert decode_entry(handle.readline()).path == path
+    assert {bytes(tree / n) for n in ("a", "b", "c", "probe")} <= set(index)
+    # The path now names another validly signed baseline.
+    (tree / "a").write_text("a changed\n")
+    accept_changes(baseline, [bytes(tree / "a")], setup.signer)
+    with setup.path.open("rb") as handle, pytest.raises(IntegrityError):
+        baseline.index(handle)
