@@ -172,6 +172,11 @@ class Session:
     def observe(self, journal: Journal) -> tuple[list[ActualNode], dict[str, Any]]:
         """Observe every container, with live facts for this environment's."""
         nodes = []
+        # TODO: a node is ours by fleet name and environment, so a second
+        # project with the same fleet name on this podman replaces our nodes
+        # as unrecorded. A label naming the state database would tell them
+        # apart; it can go in with network names that carry it too, which
+        # changes every node's identity, so with the next identity change.
         for node in self.backend.list_nodes():
             ours = (
                 node.managed
