@@ -306,16 +306,27 @@ def modify(tree: Path) -> None:
         (tree / "d2" / "s000" / f"added{number}.dat").write_bytes(b"new %d" % number)
 
 
-def main() -> int:  # noqa: PLR0915 - the benchmark script, step by step
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def tree_arguments(
+    doc: str, work: str, room: str, files: int, gib: float
+) -> argparse.ArgumentParser:
+    """A parser with the work folder and the size of the generated tree."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
     parser.add_argument(
-        "--dir",
-        type=Path,
-        default=Path("/tmp/zd-fim-bench"),  # noqa: S108 - a disk-backed /tmp here
-        help="work folder (needs about 1.5 x the tree size free)",
+        "--dir", type=Path, default=Path(work), help=f"work folder ({room})"
     )
-    parser.add_argument("--files", type=int, default=100_000)
-    parser.add_argument("--gib", type=float, default=2.0)
+    parser.add_argument("--files", type=int, default=files)
+    parser.add_argument("--gib", type=float, default=gib)
+    return parser
+
+
+def main() -> int:  # noqa: PLR0915 - the benchmark script, step by step
+    parser = tree_arguments(
+        __doc__,
+        "/tmp/zd-fim-bench",  # noqa: S108 - a disk-backed /tmp here
+        "needs about 1.5 x the tree size free",
+        100_000,
+        2.0,
+    )
     parser.add_argument("--no-cold", action="store_true", help="skip cold-cache runs")
     args = parser.parse_args()
 

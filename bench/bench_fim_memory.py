@@ -18,7 +18,6 @@ missing)::
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -34,21 +33,20 @@ from bench.bench_fim import (
     aide_config,
     generate,
     setup_project,
+    tree_arguments,
     zerodrift,
 )
 
 
 def main() -> int:
     """Generate the tree, run both tools, print time and memory."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=Path("/tmp/zd-fim-memory"),  # noqa: S108 - a disk-backed /tmp here
-        help="work folder (about 2 GiB and a million inodes free)",
+    parser = tree_arguments(
+        __doc__,
+        "/tmp/zd-fim-memory",  # noqa: S108 - a disk-backed /tmp here
+        "about 2 GiB and a million inodes free",
+        1_000_000,
+        1.0,
     )
-    parser.add_argument("--files", type=int, default=1_000_000)
-    parser.add_argument("--gib", type=float, default=1.0)
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root (AIDE reads every file of the tree)", file=sys.stderr)
