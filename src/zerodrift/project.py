@@ -107,6 +107,11 @@ class Project:
         return self.root / STATE_DIR
 
     @property
+    def store_dir(self) -> Path:
+        """The OCI image layout that builds write to and deployments read."""
+        return self.state_dir / "store"
+
+    @property
     def witness_path(self) -> Path:
         """The file mirroring the newest signed audit checkpoint."""
         return self.state_dir / WITNESS_FILE

@@ -18,14 +18,11 @@ if TYPE_CHECKING:
     from zerodrift.spec import LoadedSpec
 
 __all__ = [
-    "STORE_DIR",
     "load_private_key",
     "open_session",
     "progress_for",
     "progress_line",
 ]
-
-STORE_DIR = "store"
 
 
 def open_session(ctx: Context, spec: LoadedSpec | None = None) -> Session:
@@ -56,7 +53,7 @@ def open_session(ctx: Context, spec: LoadedSpec | None = None) -> Session:
         fleet=loaded.fleet,
         spec_digest=loaded.digest,
         environment=environment,
-        source=OciLayoutSource(project.state_dir / STORE_DIR),
+        source=OciLayoutSource(project.store_dir),
         db=ctx.db,
         state_dir=project.state_dir,
         secrets=SecretResolver(project.root, dict(project.environ), private_key),
@@ -72,7 +69,7 @@ def _verifier(ctx: Context) -> ImageVerifier:
     from zerodrift.protect.verify import TrustPolicyVerifier, git_commit_exists
     from zerodrift.runtime.images import RefuseUnverified
 
-    store = ctx.project.state_dir / STORE_DIR
+    store = ctx.project.store_dir
     if not store.exists():
         return RefuseUnverified()
     return TrustPolicyVerifier(

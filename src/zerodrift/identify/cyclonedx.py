@@ -19,6 +19,7 @@ from cyclonedx.model.service import Service
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
 
 from zerodrift import __version__
 from zerodrift.identify.inventory import Inventory
@@ -57,6 +58,11 @@ def to_cyclonedx(inventory: Inventory, *, timestamp: datetime) -> str:
             name=img.name,
             type=ComponentType.CONTAINER,
             bom_ref=f"image:{img.name}",
+            version=img.digest,
+            # The package URL of an OCI image names its manifest digest.
+            purl=None
+            if img.digest is None
+            else PackageURL("oci", name=img.name, version=img.digest),
             properties=[Property(name="zerodrift:base", value=img.base)],
         )
         for img in inventory.images

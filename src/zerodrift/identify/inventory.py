@@ -7,6 +7,7 @@ room for that (``nodes`` per service, ``digest`` per image).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ImageAsset:
-    """An image the fleet builds."""
+    """An image the fleet builds; ``digest`` is its manifest in the store."""
 
     name: str
     base: str
@@ -80,7 +81,10 @@ class Inventory:
 
 
 def build_inventory(
-    fleet: Fleet, spec_digest: str, environment: str | None = None
+    fleet: Fleet,
+    spec_digest: str,
+    environment: str | None = None,
+    image_digests: Mapping[str, str] | None = None,
 ) -> Inventory:
     """List the images, services, environments and flows the spec declares.
 
@@ -88,6 +92,8 @@ def build_inventory(
         fleet: The validated spec.
         spec_digest: Digest of the spec, recorded with the inventory.
         environment: Limit services to one environment (default: all).
+        image_digests: Manifest digest of each built image, by name; images
+            not in it (not built yet) have no digest.
 
     Raises:
         ConfigError: ``environment`` is not declared.
@@ -101,8 +107,16 @@ def build_inventory(
     users: dict[str, list[str]] = {}
     for name, svc in sorted(fleet.services.items()):
         users.setdefault(svc.image, []).append(name)
+    built = image_digests or {}
     images = [
-        ImageAsset(name, img.base, list(img.packages), img.user, users.get(name, []))
+        ImageAsset(
+            name,
+            img.base,
+            list(img.packages),
+            img.user,
+            users.get(name, []),
+            built.get(name),
+        )
         for name, img in sorted(fleet.images.items())
     ]
     return Inventory(fleet.name, spec_digest, envs, images, services, _flows(fleet))

@@ -150,6 +150,9 @@ def test_plan_apply_replace_with_hardening_flows_and_secrets(
     node = services["web"]["nodes"][0]
     assert node["image_digest"].startswith("sha256:")
     assert node["age_seconds"] >= 0
+    # Each image is listed with the digest the store holds, which runs.
+    images = {i["name"]: i for i in json.loads(result.out)["images"]}
+    assert images["web"]["digest"] == node["image_digest"]
 
 
 def test_drift_unmanaged_prune_and_recover_drill(

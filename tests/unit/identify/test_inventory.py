@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
 
 from tests.unit.spec.test_loader import example_text
 from zerodrift.errors import ConfigError
@@ -100,6 +101,26 @@ def test_cyclonedx_is_valid_and_lists_services_and_dependencies() -> None:
         "service:prod/api",
         "service:prod/db",
     }
+
+
+def test_built_images_carry_their_digest_into_json_and_cyclonedx() -> None:
+    spec = parse_spec(example_text().encode(), "fleet.yaml")
+    api = "sha256:" + "ab" * 32
+    inv = build_inventory(spec.fleet, spec.digest, "dev", image_digests={"api": api})
+    assert {i.name: i.digest for i in inv.images} == {
+        "api": api,
+        "db": None,
+        "web": None,
+    }
+    assert inv.to_dict()["images"][0]["digest"] == api
+    text = to_cyclonedx(inv, timestamp=WHEN)
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    components = {c["name"]: c for c in json.loads(text)["components"]}
+    assert components["api"]["version"] == api
+    purl = PackageURL.from_string(components["api"]["purl"])
+    assert (purl.type, purl.name, purl.version) == ("oci", "api", api)
+    assert "purl" not in components["web"]
+    assert "version" not in components["web"]
 
 
 def test_cyclonedx_is_reproducible() -> None:

@@ -74,7 +74,7 @@ def run(ctx: Context) -> int:
     options = _options(ctx)
     if ctx.args.check_reproducible:
         return _check_reproducible(ctx, options)
-    layout = Layout.open_or_create(project.state_dir / "store")
+    layout = Layout.open_or_create(project.store_dir)
     layout.discard_stale_ingest()
     try:
         results = build_images(project.root, fleet, ctx.args.images, layout, options)

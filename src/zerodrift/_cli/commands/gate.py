@@ -100,7 +100,7 @@ def _evidence(ctx: Context) -> ImageEvidence:
     from zerodrift.oci.layout import Layout
     from zerodrift.protect.evidence import EmptyStore, StoreEvidence
 
-    store = ctx.project.state_dir / "store"
+    store = ctx.project.store_dir
     if not store.exists():
         return EmptyStore()
     return StoreEvidence(Layout.open(store), ctx.trusted_keys(), ctx.audit)

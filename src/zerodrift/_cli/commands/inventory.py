@@ -47,7 +47,9 @@ def run(ctx: Context) -> int:
     from zerodrift.state import format_time
 
     spec = ctx.spec
-    inventory = build_inventory(spec.fleet, spec.digest, ctx.args.env)
+    inventory = build_inventory(
+        spec.fleet, spec.digest, ctx.args.env, image_digests=_built_images(ctx)
+    )
     taken = datetime.now(UTC)
     unmanaged = _join_runtime(ctx, inventory, taken.timestamp())
     if not ctx.args.no_record:
@@ -62,6 +64,16 @@ def run(ctx: Context) -> int:
         ctx.record("inventory.snapshot", ctx.args.env or "*", details)
     _render(ctx.args.format, inventory, taken, unmanaged)
     return ExitCode.OK
+
+
+def _built_images(ctx: Context) -> dict[str, str]:
+    """Manifest digest of each image in the project's store (none: not built)."""
+    from zerodrift.runtime.images import OciLayoutSource
+
+    store = OciLayoutSource(ctx.project.store_dir)
+    if not (store.root / "index.json").exists():
+        return {}
+    return store.names()
 
 
 def _join_runtime(
@@ -155,9 +167,16 @@ def _render_tables(inventory: Inventory) -> None:
     console().print(f"fleet {inventory.fleet!r}  spec {inventory.spec_digest[:19]}…")
     table(
         "Images",
-        ["image", "base", "packages", "user", "used by"],
+        ["image", "base", "packages", "user", "used by", "digest"],
         [
-            (i.name, i.base, ", ".join(i.packages), i.user, ", ".join(i.used_by))
+            (
+                i.name,
+                i.base,
+                ", ".join(i.packages),
+                i.user,
+                ", ".join(i.used_by),
+                "not built" if i.digest is None else i.digest[:19] + "…",
+            )
             for i in inventory.images
         ],
     )

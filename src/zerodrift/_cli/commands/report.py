@@ -165,7 +165,7 @@ def _evaluate(ctx: Context) -> Report:
         keys=ctx.trusted_keys,
         witness=ctx.witness_path,
         historical=args.at is not None,
-        store=ctx.project.state_dir / "store",
+        store=ctx.project.store_dir,
         evidence_store=ctx.project.state_dir / "evidence",
     )
     return build_report(

@@ -217,7 +217,7 @@ def _verify_all(ctx: Context, layout: Layout, policy: _Policy) -> int:
 
 def store_path(ctx: Context) -> Path:
     """The project's OCI image layout (the artifact store)."""
-    return ctx.project.state_dir / "store"
+    return ctx.project.store_dir
 
 
 def _render_failure(fmt: str, subject: str, exc: ImageVerificationError) -> None:
