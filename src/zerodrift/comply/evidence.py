@@ -35,6 +35,7 @@ from zerodrift.state.schema import (
     inventory_snapshots,
     reconcile_nodes,
     reconcile_runs,
+    reconcile_steps,
     recoveries,
     spec_revisions,
 )
@@ -157,6 +158,8 @@ class DeployRun:
     status: str
     started_at: str
     git_commit: str | None
+    image_digests: frozenset[str] = frozenset()
+    """Images of the nodes the run created (none: it created no node)."""
 
 
 @dataclass
@@ -380,11 +383,27 @@ class Evidence:
         )
         if self.environment is not None:
             query = query.where(t.c.environment == self.environment)
+        steps, nodes = reconcile_steps, reconcile_nodes
+        created = (
+            select(steps.c.run_id, nodes.c.image_digest)
+            .join(nodes, nodes.c.name == steps.c.node)
+            .where(steps.c.action == "create", steps.c.status == "done")
+            .where(steps.c.run_id.in_(query.with_only_columns(t.c.run_id)))
+        )
         with self.db.read() as conn:
             rows = conn.execute(query).all()
+            digests: dict[str, set[str]] = {}
+            for run_id, digest in conn.execute(created):
+                digests.setdefault(run_id, set()).add(digest)
         return [
             DeployRun(
-                r.run_id, r.environment, r.kind, r.status, r.started_at, r.git_commit
+                r.run_id,
+                r.environment,
+                r.kind,
+                r.status,
+                r.started_at,
+                r.git_commit,
+                frozenset(digests.get(r.run_id, ())),
             )
             for r in rows
         ]

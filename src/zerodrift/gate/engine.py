@@ -95,7 +95,13 @@ def evaluate(gate: GateInput) -> GateReport:
     skipped = sorted({r.rule for r in results if r.status is Status.SKIP} - explained)
     if skipped:
         notes.append("not evaluated: " + ", ".join(skipped))
-    return GateReport(gate.environment, results, tuple(notes))
+    judged = {} if gate.images is None else gate.images
+    return GateReport(
+        gate.environment,
+        results,
+        tuple(notes),
+        {name: judged[name].digest for name in sorted(judged)},
+    )
 
 
 def rule_mode(policy: Policy, rule_id: str, environment: str | None) -> RuleMode:

@@ -7,7 +7,7 @@ and any future caller (an admission webhook) reads the same thing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -109,11 +109,14 @@ class GateReport:
         environment: The environment gated, or ``None`` for all.
         results: One entry per rule per target, in evaluation order.
         notes: Things a reader must know (rules skipped for lack of input).
+        images: The manifest digest judged for each image (``None``: not in
+            the store); empty when the image rules did not run.
     """
 
     environment: str | None
     results: tuple[Result, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    images: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
     def rejected(self) -> bool:
@@ -141,6 +144,7 @@ class GateReport:
             "environment": self.environment,
             "counts": self.counts(),
             "notes": list(self.notes),
+            "images": dict(self.images),
             "results": [r.to_dict() for r in self.results],
         }
 

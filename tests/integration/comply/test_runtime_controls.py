@@ -40,28 +40,33 @@ def deploy(
     commit: str = "c" * 40,
     status: str = "succeeded",
     rules_recorded: bool = True,
+    digest: str = DIGEST,
 ) -> tuple[str, list[str]]:
     """Journal one apply of ``env`` creating a node per service; back-date it.
 
-    Each creation is also audited as apply does, with the flow rules it
-    installed unless ``rules_recorded`` is false.
+    Each creation is journalled as a step and also audited as apply does,
+    with the flow rules it installed unless ``rules_recorded`` is false.
     """
     journal = Journal(db, env)
     run_id = journal.start("apply", spec.digest, commit)
     names = []
     for want in desired_state(
-        spec.fleet, env, dict.fromkeys(spec.fleet.images, DIGEST)
+        spec.fleet, env, dict.fromkeys(spec.fleet.images, digest)
     ):
         name = f"{env}-{want.name}-{run_id[:6]}"
+        step = journal.begin_step(
+            "create", name, service=want.name, identity=want.identity, reason="new"
+        )
         journal.node_created(
             name,
             service=want.name,
             identity=want.identity,
-            image_digest=DIGEST,
+            image_digest=digest,
             generation=1,
-            spec={"name": name, "image_digest": DIGEST, "config": dict(want.config)},
+            spec={"name": name, "image_digest": digest, "config": dict(want.config)},
             facts_digest="sha256:" + "f" * 64,
         )
+        journal.end_step(step, "done")
         details: dict[str, object] = {"environment": env, "service": want.name}
         if want.config["flows"] and rules_recorded:
             details["flow_rules"] = _rules(want.config["flows"])
@@ -260,9 +265,20 @@ def test_recovery_drill_failed_or_without_rto_fails(
 # --- gate-passed-before-deploy ----------------------------------------------
 
 
-def gate_run(db: Database, when: str, env: str, commit: str, verdict: str) -> int:
-    trail = AuditTrail(db, now=lambda: when)
-    record = trail.append("gate.run", env, {"verdict": verdict, "commit": commit})
+def gate_run(
+    db: Database,
+    when: str,
+    env: str,
+    commit: str,
+    verdict: str,
+    *,
+    images: dict[str, str] | None = None,
+) -> int:
+    """Audit a gate run as ``zerodrift gate`` does (older runs kept no images)."""
+    details: dict[str, object] = {"verdict": verdict, "commit": commit}
+    if images is not None:
+        details["images"] = images
+    record = AuditTrail(db, now=lambda: when).append("gate.run", env, details)
     return record.seq
 
 
@@ -303,6 +319,34 @@ def test_gate_must_pass_for_the_deployed_commit(
     assert gate_passed_before_deploy(make_evidence(environment="prod")).outcome is (
         Outcome.PASS
     )
+
+
+def test_gate_must_have_judged_the_deployed_images(
+    db: Database, spec: LoadedSpec, make_evidence: MakeEvidence
+) -> None:
+    commit = "a" * 40
+    judged = dict.fromkeys(spec.fleet.images, DIGEST)
+    gate_run(db, at(hours=-3), "prod", commit, "passed", images=judged)
+    deploy(db, spec, "prod", when=at(hours=-2), commit=commit)
+    verdict = gate_passed_before_deploy(make_evidence())
+    assert verdict.outcome is Outcome.PASS, verdict.summary
+
+    # Images rebuilt after the gate and deployed at the same commit.
+    rebuilt = "sha256:" + "2" * 64
+    run_id, _ = deploy(
+        db, spec, "prod", when=at(hours=-1), commit=commit, digest=rebuilt
+    )
+    verdict = gate_passed_before_deploy(make_evidence())
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.summary == (
+        f"prod: deployed {rebuilt[:19]} at {commit[:12]}, which the gate did not judge"
+    )
+    assert verdict.evidence[0].id == run_id
+
+    # Gating the rebuilt images first makes the next deployment count.
+    gate_run(db, at(minutes=-30), "prod", commit, "passed", images={"api": rebuilt})
+    deploy(db, spec, "prod", when=at(minutes=-20), commit=commit, digest=rebuilt)
+    assert gate_passed_before_deploy(make_evidence()).outcome is Outcome.PASS
 
 
 # --- no-unmanaged-nodes -----------------------------------------------------

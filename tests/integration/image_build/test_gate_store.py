@@ -49,6 +49,13 @@ def test_gate_uses_the_store_and_enforces_promotion(
     code, report = _gate(example, root, "--env", "prod")
     assert _status(report, "image-promotion") == {"pass"}
     assert code == 0, [r for r in report["results"] if r["status"] == "fail"]
+    # The report and the audit trail name the digests that were judged.
+    assert report["images"] == example.digests
+    done = example.run(
+        "audit", "log", "--action", "gate.run", "--format", "json", cwd=root
+    )
+    records = json.loads(done.stdout)["records"]
+    assert records[-1]["details"]["images"] == example.digests
 
 
 def test_gate_rejects_images_missing_from_the_store(

@@ -139,6 +139,9 @@ def _record(ctx: Context, report: GateReport) -> None:
         "plans": [str(p) for p in args.plan],
         "manifests": [str(p) for p in args.manifests],
         "commit": ctx.git.commit,
+        # What was judged: a deployment of other digests at this commit was
+        # not gated (see the gate-passed-before-deploy control).
+        "images": {name: d for name, d in report.images.items() if d is not None},
     }
     ctx.record("gate.run", args.env or "*", details)
 

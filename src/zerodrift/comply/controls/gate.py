@@ -24,10 +24,10 @@ def gate_passed_before_deploy(evidence: Evidence) -> Verdict:
     For each environment's newest successful apply or recovery, a
     ``gate.run`` audit record with the verdict ``passed`` exists for the same
     git commit and that environment (or every environment), recorded before
-    the run started.
+    the run started; and every image the run created nodes from is one the
+    gate judged (gate runs recorded before digests were kept are matched by
+    commit only).
     """
-    # TODO: match the gate run to the deployed image digests, not only the
-    # commit, once gate.run records the digests it checked.
     deployed = _newest_good_runs(evidence.deploy_runs)
     if not deployed:
         return Verdict.not_applicable("no successful deployment recorded")
@@ -40,6 +40,14 @@ def gate_passed_before_deploy(evidence: Evidence) -> Verdict:
             commit = (run.git_commit or "no commit")[:12]
             problems.append(f"{run.environment}: no passing gate run for {commit}")
             refs.append(_run_ref(run, "deployed without a passing gate"))
+            continue
+        ungated = _ungated_digests(gate, run)
+        if ungated:
+            problems.append(
+                f"{run.environment}: deployed {', '.join(d[:19] for d in ungated)} "
+                f"at {(run.git_commit or '')[:12]}, which the gate did not judge"
+            )
+            refs.append(_run_ref(run, "deployed images the gate did not judge"))
             continue
         refs.append(_run_ref(run, f"{run.environment} at {run.git_commit}"))
         refs.append(
@@ -58,6 +66,13 @@ def _newest_good_runs(runs: list[DeployRun]) -> list[DeployRun]:
         if run.status == "succeeded":
             newest[run.environment] = run
     return [newest[env] for env in sorted(newest)]
+
+
+def _ungated_digests(gate: AuditRecord, run: DeployRun) -> list[str]:
+    judged = gate.details.get("images")
+    if not isinstance(judged, dict):
+        return []
+    return sorted(run.image_digests - set(judged.values()))
 
 
 def _passing_gate(gates: list[AuditRecord], run: DeployRun) -> AuditRecord | None:
