@@ -186,6 +186,20 @@ def test_a_replacement_never_recorded_stops_the_watch(setup: Setup) -> None:
         _watch(setup, steps)
 
 
+def test_a_removed_baseline_stops_the_watch(setup: Setup) -> None:
+    tree = setup.tree
+
+    def steps(watcher: Watcher, changes: queue.Queue[list[Change]]) -> None:
+        _settle(tree, changes)
+        setup.path.unlink()
+        (tree / "a").write_text("a changed\n")
+        with pytest.raises(queue.Empty):
+            _next(changes, timeout=2)
+
+    with pytest.raises(IntegrityError, match="removed while being watched"):
+        _watch(setup, steps)
+
+
 def test_the_index_covers_only_the_file_that_was_verified(setup: Setup) -> None:
     tree = setup.tree
     baseline = setup.open()

@@ -431,11 +431,22 @@ class Watcher:
         """Load a replaced baseline; False while a replacement awaits its record.
 
         Raises:
-            IntegrityError: The baseline changed and no ``reload`` is set, or
-                the replacement stayed unrecorded beyond the grace period.
+            IntegrityError: The baseline was removed, or changed and no
+                ``reload`` is set, or the replacement stayed unrecorded
+                beyond the grace period.
             VerificationError: The replacement fails verification.
         """
-        if _identity(self.baseline.path.stat()) == self._identity:
+        try:
+            current = _identity(self.baseline.path.stat())
+        except FileNotFoundError:
+            # Replacements are renamed into place: the path is never empty.
+            raise IntegrityError(
+                f"baseline {self.baseline.path} was removed while being watched",
+                hint="treat the host as compromised; restore the baseline from a "
+                "trusted copy",
+                reference="fim-baseline-removed",
+            ) from None
+        if current == self._identity:
             self._unrecorded_since = None
             return True
         if self.reload is None:
