@@ -199,6 +199,21 @@ def test_cli_refuses_an_older_validly_signed_baseline(
     assert "fim-baseline-replaced" in result.err
 
 
+def test_a_missing_baseline_is_a_setup_error_until_one_was_recorded(
+    fim: Any, tree: Path, project: Path
+) -> None:
+    before = fim("check")
+    assert before.code == 4
+    assert "fim-baseline-missing" in before.err
+    assert fim("init", str(tree)).code == 0
+    _baseline(project).unlink()
+    for argv in (["check"], ["check", "--full"], ["update", str(tree)]):
+        result = fim(*argv)
+        assert result.code == 1, argv
+        assert "fim-baseline-removed" in result.err
+        assert "is gone, but this project recorded it" in result.err
+
+
 def test_findings_persist_once_and_resolve_when_the_tree_matches_again(
     fim: Any, tree: Path, project: Path
 ) -> None:

@@ -13,7 +13,13 @@ from zerodrift._cli.context import Context
 from zerodrift._cli.options import add_command, add_format
 from zerodrift._cli.output import emit_json, emit_jsonl, err_console, table
 from zerodrift._cli.status import ExitCode
-from zerodrift.errors import ConfigError, Location, VerificationError
+from zerodrift.errors import (
+    ConfigError,
+    IntegrityError,
+    Location,
+    OperationalError,
+    VerificationError,
+)
 
 if TYPE_CHECKING:
     from zerodrift.detect.fim import CheckReport, RuleSet, VerifiedBaseline
@@ -271,27 +277,54 @@ def _progress(note: Any) -> Any:
     return show
 
 
-def _open_verified(ctx: Context) -> VerifiedBaseline:
-    from zerodrift.detect.fim import open_baseline, verify_current
+def _open_signed(ctx: Context) -> VerifiedBaseline:
+    """Open the baseline and verify its signature (not yet its record).
 
+    Raises:
+        IntegrityError: The file is gone, but this project recorded one
+            there (a missing baseline is only harmless before ``fim init``).
+    """
+    from zerodrift.detect.fim import open_baseline
+    from zerodrift.detect.fim.monitor import last_recorded
+
+    path = _baseline_path(ctx)
     # Only the spec's trust keys matter here (ADR 0044).
     keys = ctx.trusted_keys(whole_spec=False)
-    baseline = open_baseline(_baseline_path(ctx), keys)
+    try:
+        return open_baseline(path, keys)
+    except OperationalError as exc:
+        if exc.reference != "fim-baseline-missing":
+            raise
+        recorded = last_recorded(ctx.db, path)
+        if recorded is None:
+            raise
+        raise IntegrityError(
+            f"baseline {path} is gone, but this project recorded it "
+            f"({recorded[0][:19]}… on {recorded[1]})",
+            hint="treat the host as compromised; restore the baseline from a "
+            "trusted copy, then check",
+            reference="fim-baseline-removed",
+        ) from exc
+
+
+def _open_verified(ctx: Context) -> VerifiedBaseline:
+    from zerodrift.detect.fim import verify_current
+
+    baseline = _open_signed(ctx)
     verify_current(ctx.db, baseline)
     return baseline
 
 
 def run_check(ctx: Context) -> int:
     """Verify the baseline, compare, report, and record findings."""
-    from zerodrift.detect.fim import open_baseline, to_findings
     from zerodrift.detect.fim import run_check as check
+    from zerodrift.detect.fim import to_findings
     from zerodrift.detect.fim.monitor import machine_name
     from zerodrift.detect.findings import record_findings, resolve_unseen
 
     # The baseline's signature first; whether it is the one recorded last is
     # checked by the comparison, which opens the database meanwhile.
-    keys = ctx.trusted_keys(whole_spec=False)
-    baseline = open_baseline(_baseline_path(ctx), keys)
+    baseline = _open_signed(ctx)
     report = check(
         lambda: ctx.db,
         baseline,

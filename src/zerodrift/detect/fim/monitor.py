@@ -176,24 +176,30 @@ def record_baseline(db: Database, path: Path, statement: dict[str, Any]) -> str:
     return digest
 
 
-def verify_current(db: Database, baseline: VerifiedBaseline) -> None:
-    """Check that ``baseline`` is the one this project recorded last.
-
-    Raises:
-        IntegrityError: It was replaced by another (even validly signed) one.
-    """
+def last_recorded(db: Database, path: Path) -> tuple[str, str] | None:
+    """Digest and time of the baseline this project recorded last at ``path``."""
     from sqlalchemy import select
 
     from zerodrift.state.schema import fim_baselines
 
     query = (
         select(fim_baselines.c.digest, fim_baselines.c.created_at)
-        .where(fim_baselines.c.path == str(baseline.path.resolve()))
+        .where(fim_baselines.c.path == str(path.resolve()))
         .order_by(fim_baselines.c.id.desc())
         .limit(1)
     )
     with db.read() as conn:
         row = conn.execute(query).first()
+    return None if row is None else (row.digest, row.created_at)
+
+
+def verify_current(db: Database, baseline: VerifiedBaseline) -> None:
+    """Check that ``baseline`` is the one this project recorded last.
+
+    Raises:
+        IntegrityError: It was replaced by another (even validly signed) one.
+    """
+    row = last_recorded(db, baseline.path)
     if row is None:
         raise IntegrityError(
             f"baseline {baseline.path} is signed, but this project never recorded it",
@@ -201,10 +207,11 @@ def verify_current(db: Database, baseline: VerifiedBaseline) -> None:
             "'fim update' wrote it; re-create it here",
             reference="fim-baseline-replaced",
         )
-    if row.digest != baseline.digest:
+    digest, created_at = row
+    if digest != baseline.digest:
         raise IntegrityError(
             f"baseline {baseline.path} is not the one recorded last "
-            f"(expected {row.digest[:19]}… from {row.created_at}, "
+            f"(expected {digest[:19]}… from {created_at}, "
             f"found {baseline.digest[:19]}…)",
             hint="an older or foreign baseline was put in its place; restore the "
             "current one or re-create it",
