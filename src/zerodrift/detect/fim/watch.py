@@ -13,7 +13,11 @@ Two event sources, both thin ``ctypes`` bindings to the Linux system calls
 Events are collected for a short moment, then each touched path is
 observed and compared with its baseline entry, found through an index of
 line offsets in the verified baseline file (a few bytes per entry, never
-the entries themselves). Because events can be lost (queue overflow, a
+the entries themselves). No event names the entries inside a folder that
+is moved in or away, so a folder that appears, vanishes or changes inode
+brings them along: new ones by walking it, gone ones from the baseline lines
+that follow the folder's own (up to 10,000 per batch of events; past that, a
+full check runs at once). Because events can be lost (queue overflow, a
 change while the watcher was down), a full check still runs on a schedule.
 """
 
@@ -24,6 +28,7 @@ import ctypes.util
 import os
 import select
 import signal
+import stat
 import struct
 import sys
 import time
@@ -84,6 +89,9 @@ _IN_MASK = (
     | IN_MOVE_SELF
 )
 _SETTLE = 0.15
+_EXPAND_LIMIT = 10_000
+"""Entries listed for folders that appeared or vanished in one batch of events;
+past it, a full check runs instead."""
 OVERFLOW = b""
 """The path reported when the kernel dropped events (run a full check)."""
 
@@ -265,6 +273,28 @@ def _identity(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _replaced(base: Entry | None, live: os.stat_result) -> bool:
+    # Only when the rules record inodes can a same-named folder be told apart.
+    return base is not None and base.inode is not None and base.inode != live.st_ino
+
+
+def _tree(top: bytes, rules: RuleSet, limit: int) -> Iterator[bytes]:
+    """Up to ``limit`` paths under folder ``top`` that the rules watch."""
+
+    def watched(folder: bytes, name: bytes) -> bool:
+        found = rules.lookup(os.path.join(folder, name))
+        return found is not None and not excluded(found[1], os.path.join(folder, name))
+
+    count = 0
+    for folder, names, files in os.walk(top):
+        names[:] = [n for n in sorted(names) if watched(folder, n)]
+        for name in names + [n for n in sorted(files) if watched(folder, n)]:
+            count += 1
+            yield os.path.join(folder, name)
+            if count >= limit:
+                return
+
+
 def change_for(path: bytes, base: Entry | None, rules: RuleSet) -> Change | None:
     """Compare one path's live state with its baseline entry."""
     found = rules.lookup(path)
@@ -390,7 +420,8 @@ class Watcher:
                 touched = self._drain(source)
                 if OVERFLOW in touched:
                     due = 0.0
-                self._compare(touched - {OVERFLOW}, rules)
+                if not self._compare(touched - {OVERFLOW}, rules):
+                    due = 0.0
             if time.monotonic() >= due and not self._stop:
                 # A replacement still waiting for its record postpones the
                 # full check: it would read the file at the path.
@@ -472,12 +503,19 @@ class Watcher:
         sys.stderr.write("fim: baseline changed; verified and reloaded\n")
         return True
 
-    def _compare(self, paths: set[bytes], rules: RuleSet) -> None:
+    def _compare(self, paths: set[bytes], rules: RuleSet) -> bool:
+        """Report the changes among ``paths``; False when a full check is due."""
         # fanotify marks whole filesystems: most events are outside the rules.
         paths = {p for p in paths if rules.lookup(p) is not None}
         if not paths:
-            return
+            return True
         self._check_current()
+        complete = True
+        below = self._below_folders(paths, rules)
+        if below is None:
+            complete = False
+        else:
+            paths |= below
         changes = []
         for path in sorted(paths):
             base = self._entry(self._index.get(path))
@@ -490,6 +528,55 @@ class Watcher:
                 changes.append(change)
         if changes:
             self._publish(changes)
+        return complete
+
+    def _below_folders(self, paths: set[bytes], rules: RuleSet) -> set[bytes] | None:
+        """The entries that events on folders stand for, or None past the limit.
+
+        A folder moved in (or filled before its inotify watch was added)
+        brings entries no event names; a folder moved away or deleted takes
+        its recorded entries with it. A folder replaced by another of the
+        same name (a new inode) does both.
+        """
+        found: set[bytes] = set()
+        for path in paths:
+            offset = self._index.get(path)
+            base = self._entry(offset)
+            try:
+                live = os.lstat(path)
+            except OSError:
+                live = None
+            recorded = base is not None and base.type == "dir"
+            arrived = (
+                live is not None
+                and stat.S_ISDIR(live.st_mode)
+                and (not recorded or _replaced(base, live))
+            )
+            if arrived:
+                found.update(_tree(path, rules, _EXPAND_LIMIT - len(found)))
+            if recorded and offset is not None and (live is None or arrived):
+                found.update(self._recorded_below(path, offset))
+            if len(found) >= _EXPAND_LIMIT:
+                return None
+        return found
+
+    def _recorded_below(self, folder: bytes, offset: int) -> Iterator[bytes]:
+        # A folder's entries follow its own line: the sort key orders a path
+        # before everything under it and after everything under a sibling
+        # that sorts lower.
+        handle = self._handle
+        if handle is None:
+            return
+        prefix = folder.rstrip(b"/") + b"/"
+        handle.seek(offset)
+        handle.readline()
+        count = 0
+        while handle.tell() < self.baseline.content_end and count < _EXPAND_LIMIT:
+            path = decode_entry(handle.readline()).path
+            if not path.startswith(prefix):
+                return
+            count += 1
+            yield path
 
     def _entry(self, offset: int | None) -> Entry | None:
         handle = self._handle

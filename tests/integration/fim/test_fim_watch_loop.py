@@ -1,12 +1,15 @@
-"""``fim watch`` while ``fim update`` replaces the baseline under it.
+"""The ``fim watch`` loop in this process, on real kernel events and signatures.
 
-``fim update`` renames the new signed baseline into place and then records
-it. Events that arrive between the two steps must neither stop the watch
-nor be compared with the wrong file.
+Two stories. ``fim update`` renames the new signed baseline into place and
+then records it: events between the two steps must neither stop the watch
+nor be compared with the wrong file. And a folder moved in or away carries
+entries no event names: they must be reported as they happen, not at the
+next full check.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -28,6 +31,7 @@ from zerodrift.detect.fim import (
     open_baseline,
     record_baseline,
     verify_current,
+    watch,
 )
 from zerodrift.detect.fim.entry import decode_entry
 from zerodrift.detect.fim.rules import rules_for_paths
@@ -62,7 +66,8 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     write_keypair(generate_private_key(), tmp_path / "k", tmp_path / "k.pub", b"p" * 10)
     tree = tmp_path / "tree"
     tree.mkdir()
-    for name in ("a", "b", "c", "probe"):
+    for name in ("a", "b", "c", "probe", "lib/x", "lib/deep/y"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text(f"{name}\n")
     db = Database.open(f"sqlite:///{tmp_path / 'state.db'}")
     made = Setup(
@@ -81,14 +86,16 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 
 def _watch(
-    setup: Setup, steps: Callable[[Watcher, queue.Queue[list[Change]]], None]
+    setup: Setup,
+    steps: Callable[[Watcher, queue.Queue[list[Change]]], None],
+    backend: str = "inotify",
 ) -> Watcher:
     """Run a watch in this thread while ``steps`` drive it from another."""
     changes: queue.Queue[list[Change]] = queue.Queue()
     watcher = Watcher(
         cast(Context, SimpleNamespace(db=setup.db)),
         setup.open(),
-        "inotify",
+        backend,
         3600.0,
         emit=changes.put,
         reload=setup.open,
@@ -135,6 +142,112 @@ def _settle(tree: Path, changes: queue.Queue[list[Change]]) -> None:
             continue
         return
     raise AssertionError("the watch reported nothing")
+
+
+def _collect(
+    changes: queue.Queue[list[Change]], expected: set[bytes]
+) -> dict[bytes, str]:
+    """Changes reported until every expected path was seen (or ten seconds)."""
+    seen: dict[bytes, str] = {}
+    deadline = time.monotonic() + 10
+    while not expected <= seen.keys() and time.monotonic() < deadline:
+        try:
+            batch = changes.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        seen.update((c.path, c.kind) for c in batch if not c.path.endswith(b"/probe"))
+    return seen
+
+
+BACKENDS = [
+    "inotify",
+    pytest.param(
+        "fanotify",
+        marks=pytest.mark.skipif(os.geteuid() != 0, reason="fanotify needs root"),
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_folder_moved_in_is_reported_with_everything_in_it(
+    setup: Setup, tmp_path: Path, backend: str
+) -> None:
+    tree = setup.tree
+    outside = tmp_path / "prepared"
+    (outside / "bin").mkdir(parents=True)
+    (outside / "bin" / "implant").write_text("#!/bin/sh\n")
+    (outside / "conf").write_text("x\n")
+
+    def steps(watcher: Watcher, changes: queue.Queue[list[Change]]) -> None:
+        _settle(tree, changes)
+        outside.rename(tree / "kit")
+        expected = {
+            bytes(tree / p) for p in ("kit", "kit/bin", "kit/bin/implant", "kit/conf")
+        }
+        assert _collect(changes, expected) == dict.fromkeys(expected, "added")
+
+    _watch(setup, steps, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_folder_moved_away_is_reported_with_everything_it_held(
+    setup: Setup, tmp_path: Path, backend: str
+) -> None:
+    tree = setup.tree
+
+    def steps(watcher: Watcher, changes: queue.Queue[list[Change]]) -> None:
+        _settle(tree, changes)
+        (tree / "lib").rename(tmp_path / "taken")
+        expected = {bytes(tree / p) for p in ("lib", "lib/x", "lib/deep", "lib/deep/y")}
+        assert _collect(changes, expected) == dict.fromkeys(expected, "removed")
+
+    _watch(setup, steps, backend)
+
+
+def test_a_folder_too_big_to_list_brings_the_full_check_forward(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch, "_EXPAND_LIMIT", 5)
+    tree = setup.tree
+    outside = tmp_path / "bulk"
+    outside.mkdir()
+    for number in range(8):
+        (outside / f"f{number}").write_text("x\n")
+
+    def steps(watcher: Watcher, changes: queue.Queue[list[Change]]) -> None:
+        _settle(tree, changes)
+        outside.rename(tree / "bulk")
+        bulk = tree / "bulk"
+        expected = {bytes(bulk)} | {bytes(bulk / f"f{n}") for n in range(8)}
+        # The interval is an hour: only the early full check can find them.
+        assert _collect(changes, expected) == dict.fromkeys(expected, "added")
+
+    _watch(setup, steps)
+
+
+def test_a_folder_replaced_under_its_name_is_compared_entry_by_entry(
+    setup: Setup, tmp_path: Path
+) -> None:
+    tree = setup.tree
+    swap = tmp_path / "swap"
+    (swap / "deep").mkdir(parents=True)
+    (swap / "deep" / "y").write_text("lib/deep/y\n")  # same content
+    (swap / "z").write_text("new\n")
+
+    def steps(watcher: Watcher, changes: queue.Queue[list[Change]]) -> None:
+        _settle(tree, changes)
+        (tree / "lib").rename(tmp_path / "old")
+        swap.rename(tree / "lib")
+        lib = tree / "lib"
+        expected = {bytes(lib / p) for p in ("x", "z", "deep", "deep/y")}
+        seen = _collect(changes, expected)
+        assert seen[bytes(lib / "x")] == "removed"
+        assert seen[bytes(lib / "z")] == "added"
+        # New inodes: the folder and the file that kept its content changed.
+        assert seen[bytes(lib / "deep")] == "changed"
+        assert seen[bytes(lib / "deep" / "y")] == "changed"
+
+    _watch(setup, steps)
 
 
 def test_events_between_the_rename_and_the_record_keep_the_watch_going(
