@@ -50,8 +50,6 @@ from zerodrift.reconcile.journal import Journal
 from zerodrift.runtime import firewall
 from zerodrift.runtime._http import ApiError, quote_name
 from zerodrift.runtime.backend import (
-    LABEL_ENVIRONMENT,
-    LABEL_FLEET,
     LABEL_SERVICE,
     ActualNode,
 )
@@ -140,11 +138,7 @@ def check_environment(
     observed: list[ObservedNode] = []
     truncated: list[str] = []
     for node in backend.list_nodes():
-        ours = (
-            node.managed
-            and node.labels.get(LABEL_FLEET) == session.fleet.name
-            and node.labels.get(LABEL_ENVIRONMENT) == session.environment
-        )
+        ours = session.owns(node)
         if node.managed and not ours:
             continue
         want = by_service.get(node.service or "") if ours else None

@@ -39,7 +39,7 @@ from zerodrift.detect.check import CheckResult, check_environment
 from zerodrift.detect.findings import Finding
 from zerodrift.detect.nodes import writable_roots
 from zerodrift.errors import OperationalError
-from zerodrift.runtime.backend import LABEL_ENVIRONMENT, LABEL_FLEET, LABEL_SERVICE
+from zerodrift.runtime.backend import LABEL_SERVICE
 
 if TYPE_CHECKING:
     from zerodrift.reconcile.session import Session
@@ -298,11 +298,7 @@ def _watch_nodes(session: Session, files: FileWatcher) -> None:
     """Add watches on the writable paths of the environment's running nodes."""
     desired = {d.name: d for d in session.desired()}
     for node in session.backend.list_nodes(session.environment):
-        if (
-            node.state != "running"
-            or node.labels.get(LABEL_FLEET) != session.fleet.name
-            or node.labels.get(LABEL_ENVIRONMENT) != session.environment
-        ):
+        if node.state != "running" or not session.owns(node):
             continue
         want = desired.get(node.labels.get(LABEL_SERVICE, ""))
         if want is None:

@@ -36,6 +36,7 @@ from zerodrift.runtime.backend import (
     LABEL_IMAGE_DIGEST,
     LABEL_MANAGED,
     LABEL_SERVICE,
+    LABEL_STATE,
     NodeSpec,
     RuntimeBackend,
 )
@@ -97,6 +98,7 @@ class Executor:
         record: Appends to the audit trail.
         progress: Receives one line per step, for people.
         fleet: The fleet's name (its networks are the ones cleaned up).
+        state: The id of the state database, labelled on every node.
         poll: Seconds between health probes.
     """
 
@@ -109,10 +111,12 @@ class Executor:
         progress: Progress,
         *,
         fleet: str,
+        state: str,
         poll: float = 0.1,
     ) -> None:
         self.backend = backend
         self.fleet = fleet
+        self.state = state
         self.journal = journal
         self.secrets = secrets
         self.record = record
@@ -214,6 +218,7 @@ class Executor:
         labels = {
             LABEL_MANAGED: "true",
             LABEL_FLEET: str(want.config["fleet"]),
+            LABEL_STATE: self.state,
             LABEL_ENVIRONMENT: want.environment,
             LABEL_SERVICE: want.name,
             LABEL_IDENTITY: want.identity,

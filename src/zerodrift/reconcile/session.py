@@ -23,7 +23,7 @@ from zerodrift.reconcile.desired import DesiredService, desired_state
 from zerodrift.reconcile.journal import Journal
 from zerodrift.reconcile.lock import environment_lock
 from zerodrift.reconcile.plan import Action, Plan, plan_environment
-from zerodrift.runtime.backend import LABEL_ENVIRONMENT, LABEL_FLEET, ActualNode
+from zerodrift.runtime.backend import LABEL_STATE, ActualNode
 from zerodrift.runtime.images import (
     ImageSource,
     ImageVerifier,
@@ -169,22 +169,60 @@ class Session:
             self.fleet, self.environment, {n: i.digest for n, i in images.items()}
         )
 
+    @functools.cached_property
+    def state_id(self) -> str:
+        """The id of this project's state database, which its nodes carry."""
+        return self.db.state_id()
+
+    def owns(self, node: ActualNode) -> bool:
+        """Whether ``node`` is one of this project's nodes of the environment."""
+        return node.belongs_to(self.fleet.name, self.environment, self.state_id)
+
     def observe(self, journal: Journal) -> tuple[list[ActualNode], dict[str, Any]]:
-        """Observe every container, with live facts for this environment's."""
-        nodes = []
-        # TODO: a node is ours by fleet name and environment, so a second
-        # project with the same fleet name on this podman replaces our nodes
-        # as unrecorded. A label naming the state database would tell them
-        # apart; it can go in with network names that carry it too, which
-        # changes every node's identity, so with the next identity change.
-        for node in self.backend.list_nodes():
-            ours = (
-                node.managed
-                and node.labels.get(LABEL_FLEET) == self.fleet.name
-                and node.labels.get(LABEL_ENVIRONMENT) == self.environment
-            )
-            nodes.append(self.backend.with_facts(node) if ours else node)
-        return nodes, dict(journal.recorded_facts())
+        """Observe every container, with live facts for this environment's.
+
+        Raises:
+            ConfigError: Another project (another state database) deploys
+                this fleet and environment on the same runtime.
+        """
+        nodes = self.backend.list_nodes()
+        self._refuse_foreign(nodes)
+        observed = [self.backend.with_facts(n) if self.owns(n) else n for n in nodes]
+        return observed, dict(journal.recorded_facts())
+
+    def own_nodes(self) -> list[ActualNode]:
+        """This project's nodes of the environment (without live facts).
+
+        Raises:
+            ConfigError: Another project deploys this fleet and environment
+                on the same runtime.
+        """
+        nodes = self.backend.list_nodes(self.environment)
+        self._refuse_foreign(nodes)
+        return [n for n in nodes if self.owns(n)]
+
+    def _refuse_foreign(self, nodes: list[ActualNode]) -> None:
+        # Planning would replace the other project's nodes as unrecorded,
+        # and both would share networks named after the fleet: refuse.
+        foreign = [
+            n
+            for n in nodes
+            if n.deployed_as(self.fleet.name, self.environment) and not self.owns(n)
+        ]
+        if not foreign:
+            return
+        owner = foreign[0].state_id or ""
+        raise ConfigError(
+            f"fleet {self.fleet.name!r} environment {self.environment!r} on this "
+            f"runtime is deployed by another zerodrift project (state {owner[:12]}): "
+            f"{len(foreign)} node(s) such as {foreign[0].name}",
+            hint="give this project another fleet name, or its own podman storage "
+            "(ZERODRIFT_PODMAN_STORAGE=private); if that project's state is lost, "
+            "remove its nodes: podman rm -f $(podman ps -aq --filter "
+            f"label={LABEL_STATE}={owner})",
+            location=Location(SPEC_FILE, field="name"),
+            reference="environment-taken",
+        )
 
     def plan(self, *, prune: bool = False) -> tuple[Plan, list[DesiredService]]:
         """Compute the plan for the environment (reads the runtime, changes nothing)."""
@@ -279,6 +317,7 @@ class Session:
                 self.record,
                 progress,
                 fleet=self.fleet.name,
+                state=self.state_id,
             )
             result = executor.apply(plan, desired)
         except BaseException as exc:

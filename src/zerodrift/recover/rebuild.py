@@ -194,12 +194,12 @@ def _pin_digests(
 
 
 def _destroy_all(session: Session, progress: Callable[[str], None]) -> int:
+    # Only this project's nodes: other fleets may name an environment alike.
+    nodes = session.own_nodes()
     journal = Journal(session.db, session.environment)
     journal.start("drill", session.spec_digest, session.git_commit)
     count = 0
-    for node in session.backend.list_nodes(session.environment):
-        if not node.managed:
-            continue
+    for node in nodes:
         step = journal.begin_step(
             "destroy", node.name, service=node.service, identity=None, reason="drill"
         )

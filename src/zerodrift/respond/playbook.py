@@ -63,8 +63,6 @@ from zerodrift.respond.incidents import (
 )
 from zerodrift.runtime._http import ApiError
 from zerodrift.runtime.backend import (
-    LABEL_ENVIRONMENT,
-    LABEL_FLEET,
     LABEL_GENERATION,
     ActualNode,
 )
@@ -670,12 +668,7 @@ class Responder:
             if exc.status != 404:
                 raise
             actual = None
-        if (
-            actual is None
-            or not actual.managed
-            or actual.labels.get(LABEL_FLEET) != self.session.fleet.name
-            or actual.labels.get(LABEL_ENVIRONMENT) != self.session.environment
-        ):
+        if actual is None or not self.session.owns(actual):
             raise ConfigError(
                 f"{name!r} is not a node of environment {self.session.environment!r}",
                 hint="list nodes with zerodrift inventory --env "

@@ -22,6 +22,7 @@ __all__ = [
     "LABEL_IDENTITY",
     "LABEL_IMAGE_DIGEST",
     "LABEL_MANAGED",
+    "LABEL_STATE",
     "LABEL_SERVICE",
     "ActualNode",
     "FileChange",
@@ -41,6 +42,8 @@ LABEL_IDENTITY = "io.zerodrift.identity"
 LABEL_GENERATION = "io.zerodrift.generation"
 LABEL_IMAGE_DIGEST = "io.zerodrift.image-digest"
 LABEL_CONFIG = "io.zerodrift.config-digest"
+LABEL_STATE = "io.zerodrift.state"
+"""The id of the state database whose apply created the node."""
 
 NodeState = Literal["created", "running", "paused", "exited", "unknown"]
 
@@ -108,6 +111,30 @@ class ActualNode:
     def identity(self) -> str | None:
         """The node identity label, if any."""
         return self.labels.get(LABEL_IDENTITY)
+
+    def deployed_as(self, fleet: str, environment: str) -> bool:
+        """Whether zerodrift created this node for ``fleet`` in ``environment``.
+
+        By any project: :attr:`state_id` tells which one.
+        """
+        return (
+            self.managed
+            and self.labels.get(LABEL_FLEET) == fleet
+            and self.labels.get(LABEL_ENVIRONMENT) == environment
+        )
+
+    def belongs_to(self, fleet: str, environment: str, state: str) -> bool:
+        """Whether the project with state database ``state`` owns this node.
+
+        Nodes created before nodes carried the state label have none; they
+        belong to whichever project deploys their fleet and environment.
+        """
+        return self.deployed_as(fleet, environment) and self.state_id in (None, state)
+
+    @property
+    def state_id(self) -> str | None:
+        """The id of the state database that created the node, if labelled."""
+        return self.labels.get(LABEL_STATE)
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,15 @@ class Database:
             value = conn.execute(select(func.max(schema.schema_migrations.c.version)))
             return int(value.scalar() or 0)
 
+    def state_id(self) -> str:
+        """The random id that names this state database (made by migration 4).
+
+        Nodes carry it, so that projects sharing a runtime never take each
+        other's nodes for their own.
+        """
+        with self.read() as conn:
+            return str(conn.execute(select(schema.state_identity.c.id)).scalar_one())
+
     def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied.
 

@@ -13,12 +13,14 @@ run DDL transactionally, so a failed migration leaves the schema as it was.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Column, Connection, Table, inspect, select, update
 
 from zerodrift.state import schema
+from zerodrift.state.times import utc_now
 
 __all__ = ["MIGRATIONS", "Migration", "latest_version"]
 
@@ -82,6 +84,16 @@ def _findings_lifecycle(conn: Connection) -> None:
         )
 
 
+def _state_identity(conn: Connection) -> None:
+    """Name this state database with a random id, once."""
+    schema.state_identity.create(conn)
+    conn.execute(
+        schema.state_identity.insert().values(
+            id=secrets.token_hex(16), created_at=utc_now()
+        )
+    )
+
+
 def _add_column(conn: Connection, table: Table, column: Column[object]) -> None:
     kind = column.type.compile(dialect=conn.dialect)
     conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
@@ -119,6 +131,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "findings: fingerprint, last sighting, resolution", _findings_lifecycle
     ),
+    Migration(4, "a random id naming this state database", _state_identity),
 )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "report_runs",
     "schema_migrations",
     "spec_revisions",
+    "state_identity",
 ]
 
 metadata = MetaData()
@@ -49,6 +50,14 @@ schema_migrations = Table(
     Column("description", String(200), nullable=False),
     Column("applied_at", String(32), nullable=False),
 )
+
+state_identity = Table(
+    "state_identity",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at", String(32), nullable=False),
+)
+"""One row: a random id naming this state database (and so this project)."""
 
 audit_records = Table(
     "audit_records",

@@ -178,3 +178,19 @@ def test_applying_any_plan_converges(
     assert {n for n in touched if n.startswith("s")} == (
         {o.name for o in others} if prune else set()
     )
+
+
+def test_a_node_belongs_to_the_state_that_labelled_it_or_to_any_if_unlabelled() -> None:
+    mine, theirs = "1" * 32, "2" * 32
+    labelled = _node("a", labels={"io.zerodrift.state": mine})
+    # Created before nodes carried the state label: whoever deploys the fleet.
+    older = _node("b")
+    assert labelled.deployed_as("shop", "prod")
+    assert labelled.belongs_to("shop", "prod", mine)
+    assert not labelled.belongs_to("shop", "prod", theirs)
+    assert older.belongs_to("shop", "prod", theirs)
+    assert not labelled.belongs_to("shop", "dev", mine)
+    assert not labelled.belongs_to("web", "prod", mine)
+    stray = ActualNode("c", "c", {"io.zerodrift.state": mine}, "running", NOW)
+    assert not stray.deployed_as("shop", "prod")
+    assert not stray.belongs_to("shop", "prod", mine)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
@@ -21,6 +23,26 @@ def test_migrations_apply_once(database_url: str) -> None:
         assert sorted(applied) == sorted(m.version for m in MIGRATIONS)
     finally:
         db.close()
+
+
+def test_each_state_database_has_an_id_of_its_own(
+    database_url: str, tmp_path: Path
+) -> None:
+    db = Database.open(database_url)
+    try:
+        first = db.state_id()
+        assert len(first) == 32
+        assert db.migrate() == []
+    finally:
+        db.close()
+    again = Database.open(database_url)
+    other = Database.open(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        assert again.state_id() == first
+        assert other.state_id() != first
+    finally:
+        again.close()
+        other.close()
 
 
 def test_fresh_database_reports_every_migration(database_url: str) -> None:

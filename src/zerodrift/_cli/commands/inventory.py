@@ -107,6 +107,8 @@ def _join_runtime(
                 "created_at": n.created_at,
             }
             for n in session.backend.list_nodes(ctx.args.env)
+            # Another project's nodes of this fleet are not in this inventory.
+            if session.owns(n) or not n.deployed_as(inventory.fleet, ctx.args.env)
         ]
     except OperationalError as exc:
         sys.stderr.write(f"note: running nodes not shown: {exc.message}\n")
