@@ -179,8 +179,9 @@ def node_config(
             {"name": p.name, "port": p.port, "protocol": p.protocol} for p in svc.ports
         ],
         # TODO: a rotated secret value keeps the node identity (a digest of the
-        # value would be a guessable verifier); rotate by renaming the secret
-        # until secret versions are tracked in the state database.
+        # value would be a guessable verifier), so apply does not roll it out
+        # by itself: 'apply --replace SERVICE' does, until secret versions
+        # are tracked in the state database.
         "secrets": [
             {
                 "name": s.name,

@@ -13,7 +13,7 @@ the desired identity; good nodes beyond that are surplus and destroyed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -46,6 +46,7 @@ REASONS = {
     "unrecorded": "the state database has no record of creating this node",
     "not running": "the node stopped or never started",
     "older than max_age": "the node is older than the service's max_age",
+    "replacement requested": "its service was named with --replace",
     "surplus": "more nodes than replicas",
     "superseded": "a node of the desired identity already replaced it",
     "service removed": "the service is no longer in the spec",
@@ -127,6 +128,7 @@ def plan_environment(
     now: float,
     recorded_facts: Mapping[str, str | None] | None = None,
     prune: bool = False,
+    replace: Collection[str] = frozenset(),
 ) -> Plan:
     """Compute the actions that turn ``actual`` into ``desired``.
 
@@ -140,6 +142,8 @@ def plan_environment(
         recorded_facts: Live-facts digest recorded when each node was
             created, by node name; ``None`` skips drift checks.
         prune: Also destroy unmanaged nodes.
+        replace: Services whose every node is replaced even when nothing
+            else calls for it (after a secret's value was rotated, say).
 
     Returns:
         The plan; ``unmanaged`` lists nodes that are not part of the spec.
@@ -164,7 +168,14 @@ def plan_environment(
         else:
             plan.unmanaged.append(UnmanagedNode(node.name, node.node_id, "unmanaged"))
     for want in desired:
-        _plan_service(plan, want, by_service.get(want.name, []), now, recorded_facts)
+        _plan_service(
+            plan,
+            want,
+            by_service.get(want.name, []),
+            now,
+            recorded_facts,
+            requested=want.name in replace,
+        )
     if prune:
         plan.actions.extend(
             Action("destroy", None, u.reason, u.name) for u in plan.unmanaged
@@ -177,6 +188,8 @@ def _stale_reason(
     want: DesiredService,
     now: float,
     recorded_facts: Mapping[str, str | None] | None,
+    *,
+    requested: bool,
 ) -> str | None:
     labels = node.labels
     if labels.get(LABEL_IMAGE_DIGEST) != want.image_digest:
@@ -193,7 +206,7 @@ def _stale_reason(
             return "drifted"
     if want.max_age is not None and now - node.created_at > want.max_age:
         return "older than max_age"
-    return None
+    return "replacement requested" if requested else None
 
 
 def _plan_service(
@@ -202,6 +215,8 @@ def _plan_service(
     nodes: list[ActualNode],
     now: float,
     recorded_facts: Mapping[str, str | None] | None,
+    *,
+    requested: bool,
 ) -> None:
     good: list[ActualNode] = []
     stale: list[tuple[ActualNode, str]] = []
@@ -210,7 +225,7 @@ def _plan_service(
     for node in nodes:
         node_generation = _generation(node)
         generation = max(generation, node_generation)
-        reason = _stale_reason(node, want, now, recorded_facts)
+        reason = _stale_reason(node, want, now, recorded_facts, requested=requested)
         if reason is None:
             good.append(node)
             current_generation = node_generation

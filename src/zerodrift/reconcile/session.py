@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,8 +224,23 @@ class Session:
             reference="environment-taken",
         )
 
-    def plan(self, *, prune: bool = False) -> tuple[Plan, list[DesiredService]]:
-        """Compute the plan for the environment (reads the runtime, changes nothing)."""
+    def plan(
+        self, *, prune: bool = False, replace: Collection[str] = ()
+    ) -> tuple[Plan, list[DesiredService]]:
+        """Compute the plan for the environment (reads the runtime, changes nothing).
+
+        ``replace`` names services whose every node is replaced regardless.
+
+        Raises:
+            ConfigError: ``replace`` names a service the spec does not declare.
+        """
+        unknown = sorted(set(replace) - set(self.fleet.services))
+        if unknown:
+            raise ConfigError(
+                f"--replace names no service of the spec: {', '.join(unknown)}",
+                hint=f"declared: {', '.join(sorted(self.fleet.services))}",
+                reference="unknown-service",
+            )
         desired = self.desired()
         actual, recorded = self.observe(Journal(self.db, self.environment))
         plan = plan_environment(
@@ -236,6 +251,7 @@ class Session:
             now=time.time(),
             recorded_facts=recorded,
             prune=prune,
+            replace=frozenset(replace),
         )
         return plan, desired
 
@@ -245,6 +261,7 @@ class Session:
         self,
         *,
         prune: bool = False,
+        replace: Collection[str] = (),
         progress: Callable[[str], None] = lambda _line: None,
         kind: str = "apply",
     ) -> tuple[Plan, ApplyResult]:
@@ -264,13 +281,12 @@ class Session:
                     {"run_id": run_id},
                 )
                 progress(f"previous run {run_id[:8]} was interrupted; converging")
-            plan, desired = self.plan(prune=prune)
+            plan, desired = self.plan(prune=prune, replace=replace)
             journal.start(kind, self.spec_digest, self.git_commit)
-            self.record(
-                f"{kind}.started",
-                self.environment,
-                {"run_id": journal.run_id, "plan": plan.counts()},
-            )
+            details: dict[str, Any] = {"run_id": journal.run_id, "plan": plan.counts()}
+            if replace:
+                details["replace_requested"] = sorted(replace)
+            self.record(f"{kind}.started", self.environment, details)
             result = self._run(journal, plan, desired, progress)
             self.record(f"{kind}.finished", self.environment, result.to_dict())
             return plan, result

@@ -292,6 +292,44 @@ def test_sealed_secret_reaches_the_node_only(
     assert b"sealed-SECRET" not in _state_bytes(rt_project)
 
 
+def test_a_rotated_secret_reaches_new_nodes_of_the_service_named_to_replace(
+    rt_project: Path,
+    cli: Any,
+    backend: PodmanBackend,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    before = _ours(backend, rt_project)
+    monkeypatch.setenv("SHOP_DB_PASSWORD", "pw-ROTATED-31c8")
+    # The value is not part of the node identity: nothing to do by itself.
+    assert cli("plan", "--env", ENV, cwd=rt_project).code == 0
+    result = cli(
+        "plan", "--env", ENV, "--replace", "db", "--format", "json", cwd=rt_project
+    )
+    assert result.code == 1, result.err
+    actions = json.loads(result.out)["actions"]
+    assert [(a["kind"], a["service"], a["reason"]) for a in actions] == [
+        ("replace", "db", "replacement requested")
+    ]
+    result = cli("apply", "--env", ENV, "--replace", "db", cwd=rt_project)
+    assert result.code == 0, result.err
+    after = _ours(backend, rt_project)
+    old_db = next(n for n in before if "-db-" in n)
+    new_db = next(n for n in after if "-db-" in n)
+    assert set(before) - {old_db} == set(after) - {new_db}
+    _ok, out = _exec(backend, new_db, "cat /run/secrets/db-password")
+    assert out.endswith("pw-ROTATED-31c8")
+    log = cli(
+        "audit", "log", "--action", "apply.started", "--format", "json", cwd=rt_project
+    )
+    assert json.loads(log.out)["records"][-1]["details"]["replace_requested"] == ["db"]
+
+    wrong = cli("apply", "--env", ENV, "--replace", "dbx", cwd=rt_project)
+    assert wrong.code == 3
+    assert "error[unknown-service]" in wrong.err
+    assert _ours(backend, rt_project) == after
+
+
 def _image(backend: PodmanBackend) -> str:
     images = backend.client.json("GET", "/images/json")
     return str(images[0]["Id"])

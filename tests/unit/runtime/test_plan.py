@@ -70,6 +70,17 @@ def test_empty_environment_creates_every_replica() -> None:
     assert plan.actions[0].generation == 1
 
 
+def test_a_requested_replacement_replaces_every_node_of_the_service() -> None:
+    plan = _plan([_node("a"), _node("b", facts="f2")], replace={"web"})
+    assert [(a.kind, a.node, a.reason) for a in plan.actions] == [
+        # A stronger reason wins where there is one.
+        ("replace", "a", "replacement requested"),
+        ("replace", "b", "drifted"),
+    ]
+    assert {a.generation for a in plan.actions} == {4}
+    assert _plan([_node("a"), _node("b")], replace={"api"}).empty
+
+
 def test_matching_nodes_mean_no_actions() -> None:
     plan = _plan([_node("a"), _node("b")])
     assert plan.empty

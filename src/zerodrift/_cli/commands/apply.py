@@ -24,6 +24,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="create, replace and destroy nodes until the environment matches the spec",
         epilog="examples:\n  zerodrift apply --env prod\n"
         "  zerodrift apply --env prod --prune   # also destroy unmanaged nodes\n"
+        "  zerodrift apply --env prod --replace api   # roll api, e.g. new secret\n"
         "New nodes must pass their health check before old ones are destroyed;\n"
         "if they never do, the previous nodes are restored. Progress goes to\n"
         "stderr, every step to the audit trail.",
@@ -33,6 +34,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prune", action="store_true", help="also destroy unmanaged nodes"
     )
+    parser.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="SERVICE",
+        help="replace every node of SERVICE even if nothing else calls for it "
+        "(after rotating a secret's value, say); repeatable",
+    )
 
 
 def run(ctx: Context) -> int:
@@ -40,7 +49,11 @@ def run(ctx: Context) -> int:
     ctx.note_spec_revision()
     session = open_session(ctx)
     try:
-        plan, result = session.apply(prune=ctx.args.prune, progress=progress_for(ctx))
+        plan, result = session.apply(
+            prune=ctx.args.prune,
+            replace=ctx.args.replace,
+            progress=progress_for(ctx),
+        )
     finally:
         session.close()
     if ctx.args.format == "json":

@@ -32,13 +32,20 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prune", action="store_true", help="also plan to destroy unmanaged nodes"
     )
+    parser.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="SERVICE",
+        help="plan to replace every node of SERVICE; repeatable",
+    )
 
 
 def run(ctx: Context) -> int:
     """Plan the environment and print the plan."""
     session = open_session(ctx)
     try:
-        plan, _desired = session.plan(prune=ctx.args.prune)
+        plan, _desired = session.plan(prune=ctx.args.prune, replace=ctx.args.replace)
     finally:
         session.close()
     if ctx.args.format == "json":
