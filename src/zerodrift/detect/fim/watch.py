@@ -282,8 +282,9 @@ def _tree(top: bytes, rules: RuleSet, limit: int) -> Iterator[bytes]:
     """Up to ``limit`` paths under folder ``top`` that the rules watch."""
 
     def watched(folder: bytes, name: bytes) -> bool:
-        found = rules.lookup(os.path.join(folder, name))
-        return found is not None and not excluded(found[1], os.path.join(folder, name))
+        path = os.path.join(folder, name)
+        found = rules.lookup(path)
+        return found is not None and not excluded(found[1], path)
 
     count = 0
     for folder, names, files in os.walk(top):
