@@ -256,6 +256,7 @@ def observe_node(
     checked = running and bool(want.config.get("flows"))
     if checked:
         live_rules, checked = _live_flow_rules(backend, node.name, inspect)
+        live_rules = _as_declared(live_rules, want, inspect)
     return ObservedNode(
         name=node.name,
         labels=node.labels,
@@ -288,6 +289,32 @@ def _live_flow_rules(
         if state.get("Running"):
             raise
         return None, False  # stopped since: reported as not running
+
+
+def _as_declared(
+    live: str | None, want: DesiredService, inspect: dict[str, Any]
+) -> str | None:
+    """The declared table when ``live`` is that table as this host lists it.
+
+    The declared table is written as nftables 1.0.6 lists it; when the live
+    listing differs in text, the declared table is listed by this host's
+    ``nft`` (:func:`~zerodrift.runtime.firewall.as_listed`) and compared
+    again, so another nftables version's formatting is not reported as drift.
+    """
+    if live is None:
+        return None
+    try:
+        declared = firewall.ruleset(
+            want.config.get("flows") or {}, firewall.network_addresses(inspect)
+        )
+    except OperationalError:
+        return live
+    if firewall.differences(declared, live) == ([], []):
+        return live
+    listed = firewall.as_listed(declared)
+    if listed is not None and firewall.differences(listed, live) == ([], []):
+        return declared
+    return live
 
 
 def list_writable(

@@ -19,12 +19,15 @@ Everything else on any interface is refused (``policy drop`` and a final
 from the host (``nsenter --net=... nft -f -``), so the image needs no tool,
 and the node, which holds no ``CAP_NET_ADMIN``, cannot change them.
 
-:func:`ruleset` renders the table exactly as ``nft list table`` prints it,
-so :func:`differences` can compare a live listing with the declared one.
+:func:`ruleset` renders the table exactly as ``nft list table`` prints it
+(nftables 1.0.6), so :func:`differences` can compare a live listing with the
+declared one; :func:`as_listed` gives the declared table as another version
+lists it.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import shutil
@@ -38,6 +41,7 @@ from zerodrift.errors import OperationalError
 __all__ = [
     "TABLE",
     "NetworkAddress",
+    "as_listed",
     "differences",
     "install",
     "installed",
@@ -245,6 +249,37 @@ def installed(netns: str) -> str | None:
         if "No such file or directory" in exc.message:
             return None
         raise
+
+
+@functools.lru_cache(maxsize=256)
+def as_listed(rules: str) -> str | None:
+    """``rules`` as this host's ``nft`` lists them once loaded.
+
+    :func:`ruleset` writes the table the way nftables 1.0.6 lists it; other
+    versions may list the same rules differently. Loading the table into a
+    throwaway network namespace (``unshare --net``) and listing it there
+    gives the form to compare a live listing with. ``None`` when that
+    cannot be done here (no ``unshare``, not root, or ``nft`` refused).
+    """
+    unshare, nft = shutil.which("unshare"), shutil.which("nft") or _sbin("nft")
+    if unshare is None or nft is None:
+        return None
+    # Two nft runs in one namespace: a list inside the loading batch shows
+    # the table as it was before the batch.
+    script = '"$0" -f - && "$0" list table inet "$1"'
+    try:
+        done = subprocess.run(
+            [unshare, "--net", "--", "sh", "-c", script, nft, TABLE],
+            input=rules,
+            env={**os.environ, "LC_ALL": "C"},
+            capture_output=True,
+            text=True,
+            timeout=_NFT_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def _nft(netns: str, args: list[str], stdin: str) -> str:

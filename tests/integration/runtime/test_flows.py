@@ -274,6 +274,51 @@ def test_check_reports_flow_rules_changed_in_place(
     assert not ok, out
 
 
+def test_another_nftables_versions_listing_is_not_drift(
+    rt_project: Path,
+    cli: Any,
+    backend: PodmanBackend,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    # Stand-in for another nftables version: the declared table is written
+    # differently from how this host's nft lists the same rules.
+    render = firewall.ruleset
+
+    def elsewhere(*args: Any) -> str:
+        return render(*args).replace(
+            "ct state established,related", "ct state related,established"
+        )
+
+    monkeypatch.setattr(firewall, "ruleset", elsewhere)
+    result = cli("check", "--env", ENV, "--format", "json", cwd=rt_project)
+    assert result.code == 0, result.out
+    # A real change still is drift.
+    netns = backend.inspect(_nodes(backend, rt_project)["api"])["NetworkSettings"][
+        "SandboxKey"
+    ]
+    subprocess.run(
+        [
+            "nsenter",
+            f"--net={netns}",
+            "nft",
+            "flush",
+            "chain",
+            "inet",
+            "zerodrift",
+            "input",
+        ],
+        check=True,
+    )
+    result = cli("check", "--env", ENV, "--format", "json", cwd=rt_project)
+    assert result.code == 1
+    (environment,) = json.loads(result.out)["environments"]
+    fields = {
+        d["field"] for f in environment["findings"] for d in f["details"]["differences"]
+    }
+    assert fields == {"flow_rules"}
+
+
 def test_apply_cleans_up_only_its_own_fleets_networks(
     rt_project: Path, cli: Any, backend: PodmanBackend
 ) -> None:
