@@ -9,6 +9,8 @@ next full check.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import queue
 import threading
@@ -223,6 +225,40 @@ def test_a_folder_too_big_to_list_brings_the_full_check_forward(
         assert _collect(changes, expected) == dict.fromkeys(expected, "added")
 
     _watch(setup, steps)
+
+
+def test_folders_left_without_an_inotify_watch_are_warned_about(
+    setup: Setup,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tree = setup.tree
+    real = watch._libc.inotify_add_watch
+
+    def limited(fd: int, folder: bytes, mask: int) -> int:
+        # Stand-in for a full fs.inotify.max_user_watches: new folders fail.
+        if b"/kit" in folder:
+            ctypes.set_errno(errno.ENOSPC)
+            return -1
+        return int(real(fd, folder, mask))
+
+    monkeypatch.setattr(watch._libc, "inotify_add_watch", limited)
+    outside = tmp_path / "kit"
+    (outside / "inner").mkdir(parents=True)
+
+    def steps(watcher: Watcher, changes: queue.Queue[list[Change]]) -> None:
+        _settle(tree, changes)
+        outside.rename(tree / "kit")
+        expected = {bytes(tree / "kit"), bytes(tree / "kit" / "inner")}
+        assert _collect(changes, expected) == dict.fromkeys(expected, "added")
+        (tree / "a").write_text("a changed\n")
+        assert _next(changes) == {bytes(tree / "a"): "changed"}
+
+    _watch(setup, steps)
+    err = capsys.readouterr().err
+    assert "fim: warning: 2 folder(s) have no inotify watch" in err
+    assert "fs.inotify.max_user_watches" in err
 
 
 def test_a_folder_replaced_under_its_name_is_compared_entry_by_entry(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import select
 import signal
@@ -206,13 +207,19 @@ class Fanotify:
 
 
 class Inotify:
-    """One inotify watch per folder under the roots."""
+    """One inotify watch per folder under the roots.
+
+    Attributes:
+        unwatched: Folders left without a watch because the kernel's limit
+            (``fs.inotify.max_user_watches``) was reached.
+    """
 
     name = "inotify"
 
     def __init__(self, roots: list[bytes], rules: RuleSet) -> None:
         self.fd = _check(_libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify")
         self.rules = rules
+        self.unwatched = 0
         self._folders: dict[int, bytes] = {}
         _libc.inotify_add_watch.argtypes = [
             ctypes.c_int,
@@ -241,6 +248,8 @@ class Inotify:
         descriptor = _libc.inotify_add_watch(self.fd, folder, _IN_MASK)
         if descriptor >= 0:
             self._folders[descriptor] = folder
+        elif ctypes.get_errno() == errno.ENOSPC:
+            self.unwatched += 1
 
     def read(self) -> Iterator[bytes]:
         """Yield the paths touched by pending events."""
@@ -350,6 +359,7 @@ class Watcher:
     _handle: IO[bytes] | None = None
     _identity: tuple[int, int, int] = (0, 0, 0)
     _unrecorded_since: float | None = None
+    _unwatched: int = 0
 
     def run(self) -> int:
         """Watch until :meth:`stop`, SIGTERM or Ctrl-C; return the exit code (0).
@@ -372,6 +382,7 @@ class Watcher:
             f"fim: watching {len(rules.roots)} root(s) with {source.name}; "
             f"full check every {self.interval:g} s\n"
         )
+        self._warn_unwatched(source)
         sys.stderr.flush()
         try:
             self._loop(source, rules)
@@ -381,6 +392,17 @@ class Watcher:
             self._release()
         sys.stderr.write("fim: watch stopped\n")
         return 0
+
+    def _warn_unwatched(self, source: Fanotify | Inotify) -> None:
+        # Silence here would be a blind spot until the next full check.
+        unwatched = source.unwatched if isinstance(source, Inotify) else 0
+        if unwatched > self._unwatched:
+            self._unwatched = unwatched
+            sys.stderr.write(
+                f"fim: warning: {unwatched} folder(s) have no inotify watch (the "
+                "kernel's limit); changes there show at the next full check. "
+                "Raise fs.inotify.max_user_watches, or run as root for fanotify\n"
+            )
 
     def stop(self) -> None:
         """Ask the loop to end; it does within half a second."""
@@ -419,6 +441,7 @@ class Watcher:
                 continue
             if ready:
                 touched = self._drain(source)
+                self._warn_unwatched(source)
                 if OVERFLOW in touched:
                     due = 0.0
                 if not self._compare(touched - {OVERFLOW}, rules):
