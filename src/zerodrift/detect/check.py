@@ -311,10 +311,7 @@ def _as_declared(
         return live
     if firewall.differences(declared, live) == ([], []):
         return live
-    listed = firewall.as_listed(declared)
-    if listed is not None and firewall.differences(listed, live) == ([], []):
-        return declared
-    return live
+    return declared if firewall.matches(declared, live) else live
 
 
 def list_writable(

@@ -42,7 +42,7 @@ REASONS = {
     "missing": "fewer nodes than replicas",
     "image changed": "the image digest differs from the spec's",
     "config changed": "the resolved configuration differs from the spec's",
-    "drifted": "the live configuration was changed in place",
+    "drifted": "the live configuration or flow rules were changed in place",
     "unrecorded": "the state database has no record of creating this node",
     "not running": "the node stopped or never started",
     "older than max_age": "the node is older than the service's max_age",
@@ -204,6 +204,8 @@ def _stale_reason(
         recorded = recorded_facts[node.name]
         if node.facts_digest and recorded and node.facts_digest != recorded:
             return "drifted"
+    if node.flows_enforced is False:
+        return "drifted"
     if want.max_age is not None and now - node.created_at > want.max_age:
         return "older than max_age"
     return "replacement requested" if requested else None

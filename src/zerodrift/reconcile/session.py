@@ -8,10 +8,11 @@ or :func:`zerodrift.recover.recover`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,14 @@ class Session:
         """Whether ``node`` is one of this project's nodes of the environment."""
         return node.belongs_to(self.fleet.name, self.environment, self.state_id)
 
-    def observe(self, journal: Journal) -> tuple[list[ActualNode], dict[str, Any]]:
+    def observe(
+        self, journal: Journal, desired: Sequence[DesiredService]
+    ) -> tuple[list[ActualNode], dict[str, Any]]:
         """Observe every container, with live facts for this environment's.
+
+        The project's running nodes with data flows also have their flow
+        rules read and compared with the declared ones, so that rules
+        changed in place make the node ``drifted`` like any other setting.
 
         Raises:
             ConfigError: Another project (another state database) deploys
@@ -187,8 +194,21 @@ class Session:
         """
         nodes = self.backend.list_nodes()
         self._refuse_foreign(nodes)
-        observed = [self.backend.with_facts(n) if self.owns(n) else n for n in nodes]
+        flows = {d.name: d.config.get("flows") for d in desired}
+        observed = [
+            self._observe_own(n, flows.get(n.service or "")) if self.owns(n) else n
+            for n in nodes
+        ]
         return observed, dict(journal.recorded_facts())
+
+    def _observe_own(
+        self, node: ActualNode, flows: Mapping[str, Any] | None
+    ) -> ActualNode:
+        found = self.backend.with_facts(node)
+        if not flows or found.state != "running":
+            return found
+        enforced = self.backend.flows_enforced(found.name, flows)
+        return dataclasses.replace(found, flows_enforced=enforced)
 
     def own_nodes(self) -> list[ActualNode]:
         """This project's nodes of the environment (without live facts).
@@ -242,7 +262,7 @@ class Session:
                 reference="unknown-service",
             )
         desired = self.desired()
-        actual, recorded = self.observe(Journal(self.db, self.environment))
+        actual, recorded = self.observe(Journal(self.db, self.environment), desired)
         plan = plan_environment(
             desired,
             actual,

@@ -86,6 +86,9 @@ class ActualNode:
         flow_rules: The flow rules installed in the node's network namespace
             as ``nft`` lists them (see :mod:`zerodrift.runtime.firewall`);
             set by ``create`` for nodes with data flows, else ``None``.
+        flows_enforced: Whether the live flow rules are the declared ones;
+            ``None`` when they were not read (see
+            :meth:`RuntimeBackend.flows_enforced`).
     """
 
     name: str
@@ -96,6 +99,7 @@ class ActualNode:
     image_id: str = ""
     facts_digest: str | None = None
     flow_rules: str | None = None
+    flows_enforced: bool | None = None
 
     @property
     def managed(self) -> bool:
@@ -237,6 +241,13 @@ class RuntimeBackend(Protocol):
 
     def with_facts(self, node: ActualNode) -> ActualNode:
         """Return ``node`` with the digest of its live facts filled in."""
+
+    def flows_enforced(self, name: str, flows: Mapping[str, Any]) -> bool | None:
+        """Whether a running node's live flow rules are the ``flows`` declared.
+
+        ``None`` when that cannot be told (the node is not running, or its
+        network namespace cannot be read).
+        """
 
     def load_image(
         self, ref: str, digest: str, archive: Callable[[], Iterator[bytes]]

@@ -45,6 +45,7 @@ __all__ = [
     "differences",
     "install",
     "installed",
+    "matches",
     "netns_path",
     "network_addresses",
     "ruleset",
@@ -249,6 +250,21 @@ def installed(netns: str) -> str | None:
         if "No such file or directory" in exc.message:
             return None
         raise
+
+
+def matches(declared: str, live: str | None) -> bool:
+    """Whether the ``live`` listing holds exactly the ``declared`` table.
+
+    Compared as text first, then, when the texts differ, with the declared
+    table as this host's ``nft`` lists it (:func:`as_listed`), so another
+    nftables version's formatting is not taken for a change.
+    """
+    if live is None:
+        return False
+    if differences(declared, live) == ([], []):
+        return True
+    listed = as_listed(declared)
+    return listed is not None and differences(listed, live) == ([], [])
 
 
 @functools.lru_cache(maxsize=256)

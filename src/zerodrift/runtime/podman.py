@@ -274,6 +274,25 @@ class PodmanBackend:
             return None
         return firewall.installed(firewall.netns_path(inspect))
 
+    def flows_enforced(self, name: str, flows: Mapping[str, Any]) -> bool | None:
+        """Whether a running node's live flow rules are the ``flows`` declared.
+
+        ``None`` when that cannot be told (the node is gone or not running,
+        or its network namespace cannot be read).
+        """
+        try:
+            inspect = self.inspect(name)
+        except ApiError:
+            return None
+        if not (inspect.get("State") or {}).get("Running"):
+            return None
+        try:
+            declared = firewall.ruleset(flows, firewall.network_addresses(inspect))
+            live = firewall.installed(firewall.netns_path(inspect))
+        except OperationalError:
+            return None
+        return firewall.matches(declared, live)
+
     def node(self, name: str) -> ActualNode:
         """Observe one node by name, with its facts digest.
 

@@ -274,6 +274,39 @@ def test_check_reports_flow_rules_changed_in_place(
     assert not ok, out
 
 
+def test_plan_and_apply_replace_a_node_whose_flow_rules_changed_in_place(
+    rt_project: Path, cli: Any, backend: PodmanBackend
+) -> None:
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    api = _nodes(backend, rt_project)["api"]
+    assert backend.flows_enforced(api, _flows(rt_project, api)) is True
+    netns = backend.inspect(api)["NetworkSettings"]["SandboxKey"]
+    subprocess.run(
+        [
+            "nsenter",
+            f"--net={netns}",
+            "nft",
+            "flush",
+            "chain",
+            "inet",
+            "zerodrift",
+            "input",
+        ],
+        check=True,
+    )
+    assert backend.flows_enforced(api, _flows(rt_project, api)) is False
+    result = cli("plan", "--env", ENV, "--format", "json", cwd=rt_project)
+    assert result.code == 1, result.err
+    actions = json.loads(result.out)["actions"]
+    assert [(a["kind"], a["node"], a["reason"]) for a in actions] == [
+        ("replace", api, "drifted")
+    ]
+    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    assert _nodes(backend, rt_project)["api"] != api
+    assert cli("plan", "--env", ENV, cwd=rt_project).code == 0
+    assert cli("check", "--env", ENV, cwd=rt_project).code == 0
+
+
 def test_another_nftables_versions_listing_is_not_drift(
     rt_project: Path,
     cli: Any,

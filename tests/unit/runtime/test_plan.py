@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +81,17 @@ def test_a_requested_replacement_replaces_every_node_of_the_service() -> None:
     ]
     assert {a.generation for a in plan.actions} == {4}
     assert _plan([_node("a"), _node("b")], replace={"api"}).empty
+
+
+def test_flow_rules_changed_in_place_make_a_node_drifted() -> None:
+    changed = dataclasses.replace(_node("a"), flows_enforced=False)
+    unread = dataclasses.replace(_node("b"), flows_enforced=None)
+    plan = _plan([changed, unread])
+    assert [(a.kind, a.node, a.reason) for a in plan.actions] == [
+        ("replace", "a", "drifted")
+    ]
+    intact = [dataclasses.replace(_node(n), flows_enforced=True) for n in "ab"]
+    assert _plan(intact).empty
 
 
 def test_matching_nodes_mean_no_actions() -> None:
