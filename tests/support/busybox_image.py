@@ -37,7 +37,7 @@ ROLES: dict[str, list[str]] = {
     "api-v2": ["httpd", "-f", "-h", "/srv/api", "-p", "8081"],
     "db": ["httpd", "-f", "-p", "5432", "-h", "/srv/db"],
     "broken": ["httpd", "-f", "-p", "9999", "-h", "/srv/www"],
-    "crash": ["sh", "-c", "sleep 0.3; exit 3"],
+    "crash": ["sh", "-c", "sleep 0.3; echo 'db: cannot open /var/lib/db' >&2; exit 3"],
 }
 
 _HOOK = (

@@ -323,9 +323,11 @@ class Executor:
         probe = dict(health or {})
         while pending:
             for node in list(pending):
+                stopped = False
                 if probe:
                     outcome = self.backend.probe(node.name, probe)
                     ok, node.detail = outcome.healthy, outcome.detail
+                    stopped = outcome.stopped
                 else:
                     state = self.backend.node(node.name).state
                     ok, node.detail = state == "running", state
@@ -336,7 +338,8 @@ class Executor:
                         f"[{service}] {node.name} healthy after "
                         f"{time.monotonic() - began:.1f} s"
                     )
-                elif node.detail.startswith("not running"):
+                elif stopped:
+                    node.detail += self._last_words(node.name)
                     pending.remove(node)
                     self.progress(f"[{service}] {node.name} died: {node.detail}")
             if not pending:
@@ -349,6 +352,15 @@ class Executor:
                     )
                 return
             time.sleep(self.poll)
+
+    def _last_words(self, name: str) -> str:
+        """The end of a dead node's log, to say why it died."""
+        try:
+            tail = self.backend.logs(name, tail=3).decode("utf-8", "replace")
+        except ZerodriftError:
+            return ""
+        lines = [line.strip() for line in tail.splitlines() if line.strip()]
+        return f"; its log ends: {' | '.join(lines)[-300:]}" if lines else ""
 
     def _destroy(
         self, name: str, service: str | None, reason: str, result: ApplyResult

@@ -172,10 +172,19 @@ class NodeEvent:
 
 @dataclass(frozen=True)
 class HealthResult:
-    """The outcome of one health probe."""
+    """The outcome of one health probe.
+
+    Attributes:
+        healthy: Whether the probe passed.
+        detail: What was seen, for people.
+        stopped: The node has stopped and will not start by itself (exited
+            or dead), so waiting longer for it is pointless. A node not yet
+            started is not stopped.
+    """
 
     healthy: bool
     detail: str
+    stopped: bool = False
 
 
 @runtime_checkable

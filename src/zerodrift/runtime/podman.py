@@ -413,9 +413,11 @@ class PodmanBackend:
         inspect = self.inspect(name)
         state = inspect.get("State") or {}
         if not state.get("Running"):
+            status = str(state.get("Status") or "").lower()
             return HealthResult(
                 False,
-                f"not running ({state.get('Status')}, exit {state.get('ExitCode')})",
+                f"not running ({status}, exit {state.get('ExitCode')})",
+                stopped=status in _STOPPED,
             )
         timeout = float(health.get("timeout") or 3)
         if health.get("command"):
@@ -622,6 +624,9 @@ class PodmanBackend:
 
 
 _NETWORK_LABELS = {LABEL_MANAGED, LABEL_ENVIRONMENT, LABEL_FLEET}
+_STOPPED = frozenset({"exited", "stopped", "dead"})
+"""Podman states a node does not leave by itself (``created`` and
+``initialized`` come before a start that is still under way)."""
 
 
 def _redact(inspect: dict[str, Any]) -> dict[str, Any]:

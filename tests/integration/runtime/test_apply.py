@@ -160,7 +160,8 @@ def test_drift_unmanaged_prune_and_recover_drill(
     cli: Any,
     backend: PodmanBackend,
 ) -> None:
-    assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
+    result = cli("apply", "--env", ENV, cwd=rt_project)
+    assert result.code == 0, result.out + result.err
     web = next(n for n in _ours(backend, rt_project) if "-web-" in n)
     db = next(n for n in _ours(backend, rt_project) if "-db-" in n)
     # A change made in place behind zerodrift's back is drift: replaced.
@@ -424,6 +425,7 @@ def test_node_dying_during_apply_fails_fast_and_keeps_the_old_node(
     result = cli("apply", "--env", ENV, cwd=rt_project)
     assert result.code == 4, result.err
     assert "died" in result.err
+    assert "its log ends: db: cannot open /var/lib/db" in result.err
     assert time.monotonic() - began < 30  # not the 60 s health timeout
     assert db in _ours(backend, rt_project)
     assert len(_ours(backend, rt_project)) == 3
