@@ -301,6 +301,8 @@ def test_plan_and_apply_replace_a_node_whose_flow_rules_changed_in_place(
     assert [(a["kind"], a["node"], a["reason"]) for a in actions] == [
         ("replace", api, "drifted")
     ]
+    shown = cli("plan", "--env", ENV, cwd=rt_project)
+    assert f"what drifted: zerodrift check --env {ENV}" in shown.out
     assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
     assert _nodes(backend, rt_project)["api"] != api
     assert cli("plan", "--env", ENV, cwd=rt_project).code == 0

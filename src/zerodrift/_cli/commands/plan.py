@@ -24,6 +24,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="show what apply would create, replace and destroy",
         epilog="examples:\n  zerodrift plan --env prod\n"
         "  zerodrift plan --env prod --format json\n"
+        "  zerodrift plan --env prod --replace api   # as apply --replace would\n"
         "There is no update action: a changed node is replaced.\n"
         "Exit code 0 when nothing would change, 1 when apply has work to do.",
     )
@@ -83,6 +84,11 @@ def render_plan(plan: Any) -> None:
         f"{counts['create']} to create, {counts['replace']} to replace, "
         f"{counts['destroy']} to destroy, {plan.unchanged} unchanged"
     )
+    if any(a.reason == "drifted" for a in plan.actions):
+        console().print(
+            f"what drifted: zerodrift check --env {plan.environment} "
+            "(apply replaces the nodes; respond also keeps evidence)"
+        )
 
 
 def _short(digest: str | None) -> str:
