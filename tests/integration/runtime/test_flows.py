@@ -274,26 +274,20 @@ def test_check_reports_flow_rules_changed_in_place(
     assert not ok, out
 
 
+def _flush_input_rules(backend: PodmanBackend, node: str) -> None:
+    """Empty a node's input chain from the host, as root can."""
+    netns = backend.inspect(node)["NetworkSettings"]["SandboxKey"]
+    command = ["nft", "flush", "chain", "inet", "zerodrift", "input"]
+    subprocess.run(["nsenter", f"--net={netns}", *command], check=True)
+
+
 def test_plan_and_apply_replace_a_node_whose_flow_rules_changed_in_place(
     rt_project: Path, cli: Any, backend: PodmanBackend
 ) -> None:
     assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
     api = _nodes(backend, rt_project)["api"]
     assert backend.flows_enforced(api, _flows(rt_project, api)) is True
-    netns = backend.inspect(api)["NetworkSettings"]["SandboxKey"]
-    subprocess.run(
-        [
-            "nsenter",
-            f"--net={netns}",
-            "nft",
-            "flush",
-            "chain",
-            "inet",
-            "zerodrift",
-            "input",
-        ],
-        check=True,
-    )
+    _flush_input_rules(backend, api)
     assert backend.flows_enforced(api, _flows(rt_project, api)) is False
     result = cli("plan", "--env", ENV, "--format", "json", cwd=rt_project)
     assert result.code == 1, result.err
@@ -329,22 +323,7 @@ def test_another_nftables_versions_listing_is_not_drift(
     result = cli("check", "--env", ENV, "--format", "json", cwd=rt_project)
     assert result.code == 0, result.out
     # A real change still is drift.
-    netns = backend.inspect(_nodes(backend, rt_project)["api"])["NetworkSettings"][
-        "SandboxKey"
-    ]
-    subprocess.run(
-        [
-            "nsenter",
-            f"--net={netns}",
-            "nft",
-            "flush",
-            "chain",
-            "inet",
-            "zerodrift",
-            "input",
-        ],
-        check=True,
-    )
+    _flush_input_rules(backend, _nodes(backend, rt_project)["api"])
     result = cli("check", "--env", ENV, "--format", "json", cwd=rt_project)
     assert result.code == 1
     (environment,) = json.loads(result.out)["environments"]
