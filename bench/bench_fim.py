@@ -104,7 +104,10 @@ def timed(
     )
     peak = largest = previous = 0
     output: list[str] = []
-    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()))  # type: ignore[union-attr]
+    stdout = proc.stdout
+    if stdout is None:  # always a pipe here; this tells the type checker
+        raise RuntimeError("no output pipe")
+    reader = threading.Thread(target=lambda: output.append(stdout.read()))
     reader.start()
     if not memory:
         proc.wait()

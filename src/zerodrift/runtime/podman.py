@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from zerodrift._internal.canonical import canonical_digest
 from zerodrift.errors import IntegrityError, OperationalError
@@ -58,7 +58,11 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 _SECRET_PREFIX = "zd."  # noqa: S105 - a name prefix, not a secret
-_CHANGE_KINDS = {0: "changed", 1: "added", 2: "deleted"}
+_CHANGE_KINDS: dict[int, Literal["changed", "added", "deleted"]] = {
+    0: "changed",
+    1: "added",
+    2: "deleted",
+}
 _STATES: dict[str, NodeState] = {
     "created": "created",
     "configured": "created",
@@ -353,7 +357,7 @@ class PodmanBackend:
         """List paths that differ from the node's image."""
         items = self.client.json("GET", f"/containers/{quote_name(name)}/changes")
         return [
-            FileChange(item["Path"], _CHANGE_KINDS.get(item.get("Kind"), "changed"))  # type: ignore[arg-type]
+            FileChange(item["Path"], _CHANGE_KINDS.get(item.get("Kind"), "changed"))
             for item in items or []
         ]
 

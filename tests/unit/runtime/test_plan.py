@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zerodrift.reconcile.desired import DesiredService
-from zerodrift.reconcile.plan import plan_environment
+from zerodrift.reconcile.plan import Plan, plan_environment
 from zerodrift.runtime.backend import ActualNode
 
 NOW = 1_000_000.0
@@ -31,7 +32,7 @@ def _want(replicas: int = 2, digest: str = "sha256:" + "a" * 64) -> DesiredServi
     )
 
 
-def _node(name: str, **overrides: object) -> ActualNode:
+def _node(name: str, **overrides: Any) -> ActualNode:
     labels = {
         "io.zerodrift.managed": "true",
         "io.zerodrift.fleet": "shop",
@@ -42,18 +43,20 @@ def _node(name: str, **overrides: object) -> ActualNode:
         "io.zerodrift.config-digest": "sha256:" + "c" * 64,
         "io.zerodrift.generation": "3",
     }
-    labels.update({k: str(v) for k, v in overrides.pop("labels", {}).items()})  # type: ignore[attr-defined]
+    labels.update({k: str(v) for k, v in overrides.pop("labels", {}).items()})
     return ActualNode(
         name=name,
         node_id=name + "-id",
         labels=labels,
-        state=overrides.get("state", "running"),  # type: ignore[arg-type]
-        created_at=float(overrides.get("created_at", NOW - 10)),  # type: ignore[arg-type]
+        state=overrides.get("state", "running"),
+        created_at=float(overrides.get("created_at", NOW - 10)),
         facts_digest=str(overrides.get("facts", "f1")),
     )
 
 
-def _plan(nodes: list[ActualNode], want: DesiredService | None = None, **kw: object):  # type: ignore[no-untyped-def]
+def _plan(
+    nodes: list[ActualNode], want: DesiredService | None = None, **kw: Any
+) -> Plan:
     recorded = {n.name: "f1" for n in nodes}
     return plan_environment(
         [want or _want()],
@@ -62,7 +65,7 @@ def _plan(nodes: list[ActualNode], want: DesiredService | None = None, **kw: obj
         environment="prod",
         now=NOW,
         recorded_facts=recorded,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
