@@ -309,8 +309,6 @@ def _as_declared(
         )
     except OperationalError:
         return live
-    if firewall.differences(declared, live) == ([], []):
-        return live
     return declared if firewall.matches(declared, live) else live
 
 

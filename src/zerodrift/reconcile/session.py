@@ -8,11 +8,10 @@ or :func:`zerodrift.recover.recover`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,19 +195,12 @@ class Session:
         self._refuse_foreign(nodes)
         flows = {d.name: d.config.get("flows") for d in desired}
         observed = [
-            self._observe_own(n, flows.get(n.service or "")) if self.owns(n) else n
+            self.backend.with_facts(n, flows.get(n.service or ""))
+            if self.owns(n)
+            else n
             for n in nodes
         ]
         return observed, dict(journal.recorded_facts())
-
-    def _observe_own(
-        self, node: ActualNode, flows: Mapping[str, Any] | None
-    ) -> ActualNode:
-        found = self.backend.with_facts(node)
-        if not flows or found.state != "running":
-            return found
-        enforced = self.backend.flows_enforced(found.name, flows)
-        return dataclasses.replace(found, flows_enforced=enforced)
 
     def own_nodes(self) -> list[ActualNode]:
         """This project's nodes of the environment (without live facts).

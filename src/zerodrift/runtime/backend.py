@@ -88,7 +88,7 @@ class ActualNode:
             set by ``create`` for nodes with data flows, else ``None``.
         flows_enforced: Whether the live flow rules are the declared ones;
             ``None`` when they were not read (see
-            :meth:`RuntimeBackend.flows_enforced`).
+            :meth:`RuntimeBackend.with_facts`).
     """
 
     name: str
@@ -248,14 +248,13 @@ class RuntimeBackend(Protocol):
     def node(self, name: str) -> ActualNode:
         """Observe one node, with the digest of its live facts."""
 
-    def with_facts(self, node: ActualNode) -> ActualNode:
-        """Return ``node`` with the digest of its live facts filled in."""
+    def with_facts(
+        self, node: ActualNode, flows: Mapping[str, Any] | None = None
+    ) -> ActualNode:
+        """Return ``node`` with the digest of its live facts filled in.
 
-    def flows_enforced(self, name: str, flows: Mapping[str, Any]) -> bool | None:
-        """Whether a running node's live flow rules are the ``flows`` declared.
-
-        ``None`` when that cannot be told (the node is not running, or its
-        network namespace cannot be read).
+        With ``flows``, also whether its live flow rules are those declared
+        (:attr:`ActualNode.flows_enforced`).
         """
 
     def load_image(

@@ -180,23 +180,25 @@ class PodmanBackend:
             )
         return nodes
 
-    def with_facts(self, node: ActualNode) -> ActualNode:
-        """Return ``node`` with the digest of its live facts filled in."""
+    def with_facts(
+        self, node: ActualNode, flows: Mapping[str, Any] | None = None
+    ) -> ActualNode:
+        """Return ``node`` with the digest of its live facts filled in.
+
+        With ``flows`` (the node's declared flows), also whether its live
+        flow rules are those (:attr:`ActualNode.flows_enforced`), from the
+        same inspect document.
+        """
         try:
             inspect = self.inspect(node.name)
         except ApiError as exc:
             if exc.status == 404:
                 return node
             raise
-        facts = canonical_digest(live_facts(inspect))
-        return ActualNode(
-            node.name,
-            node.node_id,
-            node.labels,
-            node.state,
-            node.created_at,
-            node.image_id,
-            facts,
+        return dataclasses.replace(
+            node,
+            facts_digest=canonical_digest(live_facts(inspect)),
+            flows_enforced=_flows_enforced(inspect, flows) if flows else None,
         )
 
     def create(self, spec: NodeSpec, secret_values: Mapping[str, bytes]) -> ActualNode:
@@ -277,25 +279,6 @@ class PodmanBackend:
         if not (inspect.get("State") or {}).get("Running"):
             return None
         return firewall.installed(firewall.netns_path(inspect))
-
-    def flows_enforced(self, name: str, flows: Mapping[str, Any]) -> bool | None:
-        """Whether a running node's live flow rules are the ``flows`` declared.
-
-        ``None`` when that cannot be told (the node is gone or not running,
-        or its network namespace cannot be read).
-        """
-        try:
-            inspect = self.inspect(name)
-        except ApiError:
-            return None
-        if not (inspect.get("State") or {}).get("Running"):
-            return None
-        try:
-            declared = firewall.ruleset(flows, firewall.network_addresses(inspect))
-            live = firewall.installed(firewall.netns_path(inspect))
-        except OperationalError:
-            return None
-        return firewall.matches(declared, live)
 
     def node(self, name: str) -> ActualNode:
         """Observe one node by name, with its facts digest.
@@ -631,6 +614,24 @@ _NETWORK_LABELS = {LABEL_MANAGED, LABEL_ENVIRONMENT, LABEL_FLEET}
 _STOPPED = frozenset({"exited", "stopped", "dead"})
 """Podman states a node does not leave by itself (``created`` and
 ``initialized`` come before a start that is still under way)."""
+
+
+def _flows_enforced(inspect: dict[str, Any], flows: Mapping[str, Any]) -> bool | None:
+    """Whether a running node's live flow rules are the ``flows`` declared.
+
+    ``None`` when that cannot be told (the node is not running, or its
+    network namespace cannot be read). A paused node (quarantined) counts as
+    not running, as in :attr:`ActualNode.state`.
+    """
+    state = inspect.get("State") or {}
+    if not state.get("Running") or state.get("Paused"):
+        return None
+    try:
+        declared = firewall.ruleset(flows, firewall.network_addresses(inspect))
+        live = firewall.installed(firewall.netns_path(inspect))
+    except OperationalError:
+        return None
+    return firewall.matches(declared, live)
 
 
 def _redact(inspect: dict[str, Any]) -> dict[str, Any]:

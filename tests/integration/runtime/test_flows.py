@@ -286,9 +286,14 @@ def test_plan_and_apply_replace_a_node_whose_flow_rules_changed_in_place(
 ) -> None:
     assert cli("apply", "--env", ENV, cwd=rt_project).code == 0
     api = _nodes(backend, rt_project)["api"]
-    assert backend.flows_enforced(api, _flows(rt_project, api)) is True
+
+    def enforced() -> bool | None:
+        node = backend.with_facts(backend.node(api), _flows(rt_project, api))
+        return node.flows_enforced
+
+    assert enforced() is True
     _flush_input_rules(backend, api)
-    assert backend.flows_enforced(api, _flows(rt_project, api)) is False
+    assert enforced() is False
     result = cli("plan", "--env", ENV, "--format", "json", cwd=rt_project)
     assert result.code == 1, result.err
     actions = json.loads(result.out)["actions"]
