@@ -534,15 +534,12 @@ class Watcher:
         if not paths:
             return True
         self._check_current()
-        complete = True
-        below = self._below_folders(paths, rules)
-        if below is None:
-            complete = False
-        else:
-            paths |= below
+        bases = {p: self._entry(self._index.get(p)) for p in paths}
+        below = self._below_folders(bases, rules)
+        for path in below or ():
+            bases.setdefault(path, self._entry(self._index.get(path)))
         changes = []
-        for path in sorted(paths):
-            base = self._entry(self._index.get(path))
+        for path, base in sorted(bases.items()):
             change = change_for(path, base, rules)
             state = None if change is None else (change.kind, repr(change.attributes))
             if self._reported.get(path) == state:
@@ -552,9 +549,11 @@ class Watcher:
                 changes.append(change)
         if changes:
             self._publish(changes)
-        return complete
+        return below is not None
 
-    def _below_folders(self, paths: set[bytes], rules: RuleSet) -> set[bytes] | None:
+    def _below_folders(
+        self, bases: dict[bytes, Entry | None], rules: RuleSet
+    ) -> set[bytes] | None:
         """The entries that events on folders stand for, or None past the limit.
 
         A folder moved in (or filled before its inotify watch was added)
@@ -563,9 +562,7 @@ class Watcher:
         same name (a new inode) does both.
         """
         found: set[bytes] = set()
-        for path in paths:
-            offset = self._index.get(path)
-            base = self._entry(offset)
+        for path, base in bases.items():
             try:
                 live = os.lstat(path)
             except OSError:
@@ -578,8 +575,8 @@ class Watcher:
             )
             if arrived:
                 found.update(_tree(path, rules, _EXPAND_LIMIT - len(found)))
-            if recorded and offset is not None and (live is None or arrived):
-                found.update(self._recorded_below(path, offset))
+            if recorded and (live is None or arrived):
+                found.update(self._recorded_below(path, self._index[path]))
             if len(found) >= _EXPAND_LIMIT:
                 return None
         return found
