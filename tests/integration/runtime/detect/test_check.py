@@ -70,11 +70,14 @@ def test_apply_is_clean_then_a_written_script_and_a_shell_are_found(
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         code, found = _findings(cli, rt_project)
-        if {f["kind"] for f in found} >= {"executable-added", "foreign-process"}:
+        by_kind = {f["kind"]: f for f in found}
+        shell = by_kind.get("foreign-process")
+        # Until the shell has exec'd, its command line is "/bin/sh -c exec ...".
+        seen = [p["command"] for p in shell["details"]["processes"]] if shell else []
+        if "executable-added" in by_kind and seen == ["sleep 120"]:
             break
         time.sleep(0.2)
     assert code == 1
-    by_kind = {f["kind"]: f for f in found}
     assert set(by_kind) == {"executable-added", "foreign-process"}, found
     implant = by_kind["executable-added"]
     assert implant["subject"] == api
