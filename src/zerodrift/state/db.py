@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from zerodrift.errors import ConfigError, OperationalError
+from zerodrift.errors import ConfigError, IntegrityError, OperationalError
 from zerodrift.state import schema
 from zerodrift.state.migrations import MIGRATIONS, Migration, latest_version
 from zerodrift.state.times import format_time, parse_time, utc_now
@@ -187,9 +187,21 @@ class Database:
 
         Nodes carry it, so that projects sharing a runtime never take each
         other's nodes for their own.
+
+        Raises:
+            IntegrityError: The id was deleted (it is never changed).
         """
         with self.read() as conn:
-            return str(conn.execute(select(schema.state_identity.c.id)).scalar_one())
+            found = conn.execute(select(schema.state_identity.c.id)).scalar()
+        if found is None:
+            raise IntegrityError(
+                f"state database {self.display_url} has lost its id "
+                "(table state_identity is empty)",
+                hint="restore the database from a backup; the project's nodes "
+                "carry the old id in their io.zerodrift.state label",
+                reference="state-id-missing",
+            )
+        return str(found)
 
     def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied.

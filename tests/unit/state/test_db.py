@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from zerodrift.errors import ConfigError, OperationalError
+from zerodrift.errors import ConfigError, IntegrityError, OperationalError
 from zerodrift.state import Database, normalise_url, parse_time
 from zerodrift.state.migrations import MIGRATIONS, latest_version
 from zerodrift.state.schema import schema_migrations
@@ -40,6 +40,10 @@ def test_each_state_database_has_an_id_of_its_own(
     try:
         assert again.state_id() == first
         assert other.state_id() != first
+        with other.write() as conn:
+            conn.execute(text("DELETE FROM state_identity"))
+        with pytest.raises(IntegrityError, match="has lost its id"):
+            other.state_id()
     finally:
         again.close()
         other.close()
